@@ -1,0 +1,31 @@
+# The two entry points named in the README. Each sets itself up idempotently:
+# a virtual environment in .venv, torch pinned to the CPU build, pets installed
+# editable with every extra. Re-running installs nothing when pyproject.toml
+# has not changed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.pets-installed
+
+.PHONY: demo test bench lint setup
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	# pin first: anything that lets pip choose torch pulls a multi-GB CUDA build
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[he,dp,examples,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/pets demo
+
+test: $(STAMP)
+	$(PY) -m ruff check pets protocols tests examples benchmarks
+	$(PY) -m mypy
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(VENV)/bin/pets bench

@@ -1,0 +1,110 @@
+"""pets: privacy-enhancing technologies for machine learning, behind one interface.
+
+>>> import numpy as np, pets
+>>> be = pets.backend("plain")              # also "ckks"; options as keywords
+>>> x = be.encrypt(np.array([[1.0, -2.0]]))
+>>> be.decrypt((x * 0.5 + x) @ np.eye(2)).tolist()
+[[1.5, -3.0]]
+
+``import pets`` imports no engine (TenSEAL, CrypTen, Opacus, torch): each loads
+when the feature that needs it is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from pets.backends.base import Backend, Requirements, load_backend
+from pets.errors import (
+    BackendError,
+    BackendNotInstalledError,
+    BudgetExceededError,
+    BudgetFileError,
+    CompileError,
+    DepthExhaustedError,
+    DPConfigurationError,
+    KeyMismatchError,
+    LayoutMismatchError,
+    MissingKeyError,
+    NonFiniteValueError,
+    ParameterError,
+    PartyError,
+    PetsError,
+    PrivacyError,
+    SerializationError,
+    ShapeMismatchError,
+    TensorError,
+    UnknownBackendError,
+    UnsupportedModelError,
+    ValueRangeError,
+)
+from pets.measure import Measurement, measure
+from pets.registry import available_backends, backend, register_backend
+from pets.tensor import PrivateTensor
+
+if TYPE_CHECKING:
+    from pets import dp, nn
+    from pets.compile import PrivateModel, compile
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendNotInstalledError",
+    "BudgetExceededError",
+    "BudgetFileError",
+    "CompileError",
+    "DPConfigurationError",
+    "DepthExhaustedError",
+    "KeyMismatchError",
+    "LayoutMismatchError",
+    "Measurement",
+    "MissingKeyError",
+    "NonFiniteValueError",
+    "ParameterError",
+    "PartyError",
+    "PetsError",
+    "PrivacyError",
+    "PrivateModel",
+    "PrivateTensor",
+    "Requirements",
+    "SerializationError",
+    "ShapeMismatchError",
+    "TensorError",
+    "UnknownBackendError",
+    "UnsupportedModelError",
+    "ValueRangeError",
+    "available_backends",
+    "backend",
+    "compile",
+    "dp",
+    "load_backend",
+    "load_tensor",
+    "measure",
+    "nn",
+    "register_backend",
+]
+
+# name -> module that defines it; imported on first access (these pull in torch).
+_LAZY = {
+    "compile": "pets.compile",
+    "PrivateModel": "pets.compile",
+    "dp": "pets.dp",
+    "nn": "pets.nn",
+}
+
+
+def load_tensor(data: bytes, backend: Backend) -> PrivateTensor:
+    """Load a tensor from ``PrivateTensor.to_bytes()`` under ``backend``'s keys."""
+    return backend.load_tensor(data)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        value = module if module.__name__ == f"pets.{name}" else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pets' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Backends: one small contract (:mod:`pets.backends.base`), one module per engine."""

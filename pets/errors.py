@@ -1,0 +1,179 @@
+"""Every error pets raises, in one tree.
+
+Each message says what went wrong *and what to do about it*. Errors raised by
+the engines underneath (TenSEAL, CrypTen, Opacus) are caught at the boundary and
+re-raised as one of these with ``raise ... from exc``, so callers only ever need
+to catch ``pets.PetsError``.
+
+::
+
+    PetsError
+    ├── BackendError
+    │   ├── UnknownBackendError          pets.backend("nope")
+    │   ├── BackendNotInstalledError     the engine behind a backend is not installed
+    │   └── ParameterError               parameters that cannot work (insecure, too small)
+    ├── TensorError
+    │   ├── ShapeMismatchError           operands whose shapes do not fit
+    │   ├── NonFiniteValueError          NaN or inf handed to encrypt or an operator
+    │   ├── ValueRangeError              values beyond where the scheme keeps precision
+    │   ├── DepthExhaustedError          no multiplicative depth left for this operation
+    │   ├── LayoutMismatchError          tensors packed differently mixed in one operation
+    │   └── KeyMismatchError             tensors of different backends or keys mixed
+    ├── MissingKeyError                  decrypting without the secret key, a missing rotation key
+    ├── SerializationError               malformed, truncated or foreign bytes given to a loader
+    ├── CompileError
+    │   └── UnsupportedModelError        every unsupported layer, reported at once
+    ├── PartyError                       a party in a multi-party run failed or died
+    └── PrivacyError
+        ├── BudgetExceededError          a spend that would exceed the privacy budget
+        ├── BudgetFileError              a budget file that is missing or corrupt
+        └── DPConfigurationError         a mechanism or DP-SGD setting that cannot give the promise
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "BackendError",
+    "BackendNotInstalledError",
+    "BudgetExceededError",
+    "BudgetFileError",
+    "CompileError",
+    "DPConfigurationError",
+    "DepthExhaustedError",
+    "KeyMismatchError",
+    "LayoutMismatchError",
+    "MissingKeyError",
+    "ModelIssue",
+    "NonFiniteValueError",
+    "ParameterError",
+    "PartyError",
+    "PetsError",
+    "PrivacyError",
+    "SerializationError",
+    "ShapeMismatchError",
+    "TensorError",
+    "UnknownBackendError",
+    "UnsupportedModelError",
+    "ValueRangeError",
+]
+
+
+class PetsError(Exception):
+    """Base of every error pets raises."""
+
+
+# --- backends ---------------------------------------------------------------
+
+
+class BackendError(PetsError):
+    """A backend cannot be created or used as asked."""
+
+
+class UnknownBackendError(BackendError, ValueError):
+    """A backend name that is not registered."""
+
+
+class BackendNotInstalledError(BackendError, ImportError):
+    """The engine a backend needs is not installed."""
+
+
+class ParameterError(BackendError, ValueError):
+    """Scheme parameters that cannot work: insecure, too small for the slots or depth asked."""
+
+
+# --- tensors ----------------------------------------------------------------
+
+
+class TensorError(PetsError):
+    """An operation on private tensors that cannot be carried out as asked."""
+
+
+class ShapeMismatchError(TensorError, ValueError):
+    """Operands whose shapes do not fit together."""
+
+
+class NonFiniteValueError(TensorError, ValueError):
+    """NaN or infinity where a finite number is needed."""
+
+
+class ValueRangeError(TensorError, ValueError):
+    """Values beyond the range in which the scheme keeps its precision."""
+
+
+class DepthExhaustedError(TensorError):
+    """The ciphertext has no multiplicative depth left for this operation."""
+
+
+class LayoutMismatchError(TensorError, ValueError):
+    """Two tensors packed in different layouts used in one operation."""
+
+
+class KeyMismatchError(TensorError, ValueError):
+    """Tensors from different backends or different keys used together."""
+
+
+class MissingKeyError(PetsError):
+    """A key this operation needs is not held: the secret key, or a rotation key."""
+
+
+class SerializationError(PetsError, ValueError):
+    """Bytes that are malformed, truncated, or not what the loader expects."""
+
+
+# --- compile ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelIssue:
+    """One problem found in a model: where, why, and what to use instead."""
+
+    where: str
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.problem} Fix: {self.fix}"
+
+
+class CompileError(PetsError):
+    """A model that cannot be compiled for private inference."""
+
+
+class UnsupportedModelError(CompileError):
+    """A model with layers pets cannot run privately; lists every one at once."""
+
+    def __init__(self, issues: Sequence[ModelIssue]) -> None:
+        self.issues = list(issues)
+        lines = "\n".join(f"  - {issue}" for issue in self.issues)
+        super().__init__(
+            f"the model has {len(self.issues)} unsupported part(s):\n{lines}"
+        )
+
+
+# --- parties ----------------------------------------------------------------
+
+
+class PartyError(PetsError):
+    """A party of a multi-party run failed, died or did not answer in time."""
+
+
+# --- privacy ----------------------------------------------------------------
+
+
+class PrivacyError(PetsError):
+    """A differential-privacy setting or spend that cannot be honoured."""
+
+
+class BudgetExceededError(PrivacyError):
+    """A spend that would take the privacy budget past its limit; nothing was recorded."""
+
+
+class BudgetFileError(PrivacyError):
+    """A saved privacy budget that is missing, corrupt or not a budget file."""
+
+
+class DPConfigurationError(PrivacyError, ValueError):
+    """A mechanism or DP-SGD configuration that cannot deliver the stated guarantee."""

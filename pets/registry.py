@@ -1,0 +1,85 @@
+"""The backend registry: names to factories, filled by ``@register_backend``.
+
+A backend's engine (TenSEAL, CrypTen) is imported only when that backend is asked
+for, so ``import pets`` stays light and a missing engine is reported only to the
+user who needs it.
+
+>>> import pets
+>>> pets.available_backends()[:2]
+['ckks', 'plain']
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pets.errors import BackendNotInstalledError, UnknownBackendError
+
+if TYPE_CHECKING:
+    from pets.backends.base import Backend
+
+__all__ = ["available_backends", "backend", "backend_class", "register_backend"]
+
+# name -> "module:attribute"; the module is imported on first use.
+_LAZY: dict[str, tuple[str, str, str]] = {
+    # name: (module, class name, what to install)
+    "plain": ("pets.backends.plain", "PlainBackend", "pets"),
+    "ckks": ("pets.backends.ckks", "CKKSBackend", "pets[he]  (tenseal==0.3.18)"),
+}
+_LOADED: dict[str, type[Backend]] = {}
+
+
+def register_backend(name: str) -> Callable[[type[Backend]], type[Backend]]:
+    """Class decorator that makes a backend available as ``pets.backend(name)``."""
+
+    def decorate(cls: type[Backend]) -> type[Backend]:
+        cls.name = name
+        _LOADED[name] = cls
+        return cls
+
+    return decorate
+
+
+def register_lazy_backend(name: str, module: str, attribute: str, install: str) -> None:
+    """Register a backend whose module is imported only when it is first asked for."""
+    _LAZY[name] = (module, attribute, install)
+
+
+def available_backends() -> list[str]:
+    """Names that :func:`backend` accepts, whether or not their engine is installed."""
+    return sorted(set(_LAZY) | set(_LOADED))
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class registered under ``name``, importing its module on first use."""
+    if name in _LOADED:
+        return _LOADED[name]
+    if name not in _LAZY:
+        raise UnknownBackendError(
+            f"unknown backend {name!r}; registered backends: {', '.join(available_backends())}"
+        )
+    module, attribute, install = _LAZY[name]
+    try:
+        loaded = importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendNotInstalledError(
+            f"backend {name!r} needs an engine that is not installed ({exc.name or exc}); "
+            f"install it with: pip install '{install}'"
+        ) from exc
+    cls: type[Backend] = getattr(loaded, attribute)
+    _LOADED.setdefault(name, cls)
+    return cls
+
+
+def backend(name: str, **options: Any) -> Backend:
+    """Create a backend by name: ``"plain"``, ``"ckks"`` (and later ``"bfv"``, ``"mpc"``).
+
+    Options are passed to the backend as keywords; each backend documents its own.
+
+    >>> be = backend("plain")
+    >>> be.decrypt(be.encrypt([1.0, 2.0]) * 2).tolist()
+    [2.0, 4.0]
+    """
+    return backend_class(name)(**options)
