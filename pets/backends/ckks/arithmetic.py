@@ -1,0 +1,200 @@
+"""Exact-scale CKKS arithmetic on SEAL ciphertexts (see :mod:`.keys` for the scheme).
+
+Every ciphertext that leaves this module sits at the canonical scale of its
+level, so any two at the same level can be added without touching scales, and
+every multiplication is followed by one rescale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tenseal.sealapi as sealapi
+
+from pets.backends.ckks.keys import KeySet, Level
+from pets.errors import DepthExhaustedError
+
+__all__ = ["Arithmetic"]
+
+Ciphertext = Any
+Plaintext = Any
+
+
+class Arithmetic:
+    """Level-aware operations over one key set."""
+
+    def __init__(self, keys: KeySet) -> None:
+        self.keys = keys
+        self.ev = keys.evaluator
+        self._sealapi = sealapi
+
+    # ---- levels ------------------------------------------------------------
+
+    def level(self, ct: Ciphertext) -> Level:
+        return self.keys.levels[self.keys.seal.get_context_data(ct.parms_id()).chain_index()]
+
+    def below(self, level: Level, what: str) -> Level:
+        if level.index == 0:
+            raise DepthExhaustedError(
+                f"no multiplicative depth left for {what}: the ciphertext has used all "
+                f"{self.keys.params.depth} levels of these parameters; create the backend with "
+                f"a larger depth (pets.backend('ckks', depth={self.keys.params.depth + 1})) or "
+                "let pets.compile size it for the model"
+            )
+        return self.keys.levels[level.index - 1]
+
+    def drop_to(self, ct: Ciphertext, target: Level) -> Ciphertext:
+        """``ct`` brought down to ``target`` at its canonical scale, exactly."""
+        current = self.level(ct)
+        if current.index == target.index:
+            return ct
+        above = self.keys.levels[target.index + 1]
+        if current.index > above.index:
+            switched = self._sealapi.Ciphertext()
+            self.ev.mod_switch_to(ct, above.parms_id, switched)
+            ct = switched
+        one = self.encode_scalar(1.0, above, above.prime * target.scale / ct.scale)
+        out = self._sealapi.Ciphertext()
+        self.ev.multiply_plain(ct, one, out)
+        self.ev.rescale_to_next_inplace(out)
+        return out
+
+    def align(self, *cts: Ciphertext) -> list[Ciphertext]:
+        """The ciphertexts brought to the lowest level among them."""
+        lowest = min((self.level(ct) for ct in cts), key=lambda lv: lv.index)
+        return [self.drop_to(ct, lowest) for ct in cts]
+
+    # ---- encoding ------------------------------------------------------------
+
+    def encode(self, values: np.ndarray, level: Level, scale: float | None = None) -> Plaintext:
+        plain = self._sealapi.Plaintext()
+        self.keys.encoder.encode(
+            np.asarray(values, dtype=np.float64).tolist(),
+            level.parms_id,
+            level.scale if scale is None else scale,
+            plain,
+        )
+        return plain
+
+    def encode_scalar(self, value: float, level: Level, scale: float) -> Plaintext:
+        plain = self._sealapi.Plaintext()
+        self.keys.encoder.encode(float(value), level.parms_id, scale, plain)
+        return plain
+
+    def factor_scale(self, ct: Ciphertext) -> float:
+        """Scale to encode a plain factor at so that ``ct * factor`` rescales canonically."""
+        level = self.level(ct)
+        return level.prime * self.below(level, "a multiplication").scale / ct.scale
+
+    def encrypt(self, values: np.ndarray) -> Ciphertext:
+        ct = self._sealapi.Ciphertext()
+        self.keys.encryptor.encrypt(self.encode(values, self.keys.top), ct)
+        return ct
+
+    def decrypt(self, ct: Ciphertext) -> np.ndarray:
+        assert self.keys.decryptor is not None
+        plain = self._sealapi.Plaintext()
+        self.keys.decryptor.decrypt(ct, plain)
+        return np.asarray(self.keys.encoder.decode_double(plain))
+
+    def zero_like(self, level: Level) -> Ciphertext:
+        """A fresh encryption of zero at ``level`` and its canonical scale."""
+        ct = self._sealapi.Ciphertext()
+        self.keys.encryptor.encrypt(self.encode(np.zeros(1), level), ct)
+        return ct
+
+    # ---- arithmetic ------------------------------------------------------------
+
+    def add(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
+        a, b = self.align(a, b)
+        out = self._sealapi.Ciphertext()
+        self.ev.add(a, b, out)
+        return out
+
+    def add_many(self, cts: Sequence[Ciphertext]) -> Ciphertext:
+        aligned = self.align(*cts)
+        out = self._sealapi.Ciphertext()
+        self.ev.add_many(aligned, out)
+        return out
+
+    def add_plain(self, ct: Ciphertext, values: np.ndarray) -> Ciphertext:
+        out = self._sealapi.Ciphertext()
+        self.ev.add_plain(ct, self.encode(values, self.level(ct), ct.scale), out)
+        return out
+
+    def negate(self, ct: Ciphertext) -> Ciphertext:
+        out = self._sealapi.Ciphertext()
+        self.ev.negate(ct, out)
+        return out
+
+    def multiply(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
+        a, b = self.align(a, b)
+        self.below(self.level(a), "a multiplication")
+        out = self._sealapi.Ciphertext()
+        if a is b:
+            self.ev.square(a, out)
+        else:
+            self.ev.multiply(a, b, out)
+        self.ev.relinearize_inplace(out, self.keys.relin_keys)
+        self.ev.rescale_to_next_inplace(out)
+        return out
+
+    def multiply_plain(self, ct: Ciphertext, values: np.ndarray) -> Ciphertext:
+        """``ct * values`` (a slot vector), rescaled to the canonical scale below."""
+        plain = self.encode(values, self.level(ct), self.factor_scale(ct))
+        return self.multiply_encoded(ct, plain)
+
+    def multiply_encoded(self, ct: Ciphertext, plain: Plaintext, rescale: bool = True) -> Ciphertext:
+        out = self._sealapi.Ciphertext()
+        self.ev.multiply_plain(ct, plain, out)
+        if rescale:
+            self.ev.rescale_to_next_inplace(out)
+        return out
+
+    def linear_combination(
+        self, cts: Sequence[Ciphertext], weights: Sequence[float]
+    ) -> Ciphertext | None:
+        """``sum_i weights[i] * cts[i]`` with one rescale; ``None`` if every weight is 0.
+
+        All ``cts`` must share one level and scale (columns of one tensor do).
+        """
+        scale = self.factor_scale(cts[0])
+        level = self.level(cts[0])
+        acc = None
+        tmp = self._sealapi.Ciphertext()
+        for ct, weight in zip(cts, weights, strict=True):
+            if weight == 0.0:
+                continue
+            plain = self.encode_scalar(weight, level, scale)
+            if acc is None:
+                acc = self._sealapi.Ciphertext()
+                self.ev.multiply_plain(ct, plain, acc)
+            else:
+                self.ev.multiply_plain(ct, plain, tmp)
+                self.ev.add_inplace(acc, tmp)
+        if acc is not None:
+            self.ev.rescale_to_next_inplace(acc)
+        return acc
+
+    def rotate(self, ct: Ciphertext, step: int) -> Ciphertext:
+        """Left rotation of the slot vector by ``step`` (keys made on demand)."""
+        step %= self.keys.params.slots
+        if step == 0:
+            return ct
+        self.keys.ensure_rotations({step})
+        out = self._sealapi.Ciphertext()
+        self.ev.rotate_vector(ct, step, self.keys.galois, out)
+        return out
+
+    def sum_slots(self, ct: Ciphertext, period: int) -> Ciphertext:
+        """Every slot gets the sum of the ``period`` slots starting at it (log2 rotations)."""
+        step = 1
+        while step < period:
+            rotated = self.rotate(ct, step)
+            out = self._sealapi.Ciphertext()
+            self.ev.add(ct, rotated, out)
+            ct = out
+            step *= 2
+        return ct

@@ -1,0 +1,178 @@
+"""The two CKKS packings of a ``(rows, cols)`` matrix of samples x features.
+
+``batched`` (throughput): one ciphertext per feature, samples in its slots
+(chunks of ``slots`` samples). A linear layer is a plain linear combination
+of ciphertexts: no rotation at all, and thousands of samples per operation.
+
+``per_sample`` (latency): one ciphertext per sample, its features repeated
+with a power-of-two period over every slot. A linear layer is a
+baby-step giant-step diagonal product (:mod:`.matvec`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from pets.backends.ckks.arithmetic import Arithmetic
+from pets.backends.ckks.matvec import MatVec, next_power_of_two
+
+__all__ = ["BATCHED", "PER_SAMPLE", "CKKSData", "Packing"]
+
+BATCHED = "batched"
+PER_SAMPLE = "per_sample"
+
+
+@dataclass(frozen=True)
+class CKKSData:
+    """Native CKKS tensor: ciphertexts and how the matrix is packed in them.
+
+    ``batched``: ``cts[chunk][col]``; ``per_sample``: ``cts[row][0]``.
+    ``replicated`` marks a batched tensor whose every slot holds the value of
+    row 0 (after a sum over samples), so unused slots are not zero.
+    """
+
+    layout: str
+    rows: int
+    cols: int
+    cts: tuple[tuple[Any, ...], ...]
+    replicated: bool = False
+
+    def flat(self) -> list[Any]:
+        return [ct for group in self.cts for ct in group]
+
+
+class Packing:
+    """Encode, decode and the layout-dependent primitives."""
+
+    def __init__(self, arith: Arithmetic, baby: int | None = None) -> None:
+        self.arith = arith
+        self.slots = arith.keys.params.slots
+        self.matvec = MatVec(arith, self.slots, baby)
+
+    # ---- slot vectors ----------------------------------------------------------
+
+    def _batched_column(self, values: np.ndarray) -> np.ndarray:
+        """A column chunk in slots, zero after the samples."""
+        slots = np.zeros(self.slots)
+        slots[: len(values)] = values
+        return slots
+
+    def _replicated_row(self, values: np.ndarray, period: int | None = None) -> np.ndarray:
+        """A row repeated with power-of-two period over every slot, zero-padded."""
+        period = period or next_power_of_two(len(values))
+        block = np.zeros(period)
+        block[: len(values)] = values
+        return np.tile(block, self.slots // period)
+
+    def check_fits(self, layout: str, cols: int) -> None:
+        from pets.errors import ShapeMismatchError
+
+        if layout == PER_SAMPLE and next_power_of_two(cols) > self.slots:
+            raise ShapeMismatchError(
+                f"a per_sample ciphertext holds at most {self.slots} features, got {cols}; "
+                "use layout='batched' or a larger poly_modulus_degree"
+            )
+
+    # ---- encrypt / decrypt ----------------------------------------------------
+
+    def encrypt(self, matrix: np.ndarray, layout: str) -> CKKSData:
+        rows, cols = matrix.shape
+        self.check_fits(layout, cols)
+        if layout == BATCHED:
+            cts = tuple(
+                tuple(
+                    self.arith.encrypt(self._batched_column(matrix[start : start + self.slots, c]))
+                    for c in range(cols)
+                )
+                for start in range(0, rows, self.slots)
+            )
+        else:
+            cts = tuple((self.arith.encrypt(self._replicated_row(row)),) for row in matrix)
+        return CKKSData(layout, rows, cols, cts)
+
+    def decrypt(self, data: CKKSData) -> np.ndarray:
+        if data.layout == BATCHED:
+            chunks = [
+                np.stack([self.arith.decrypt(ct) for ct in chunk], axis=1)
+                for chunk in data.cts
+            ]
+            stacked = np.concatenate([c[: self.slots] for c in chunks], axis=0)
+            return stacked[: data.rows, : data.cols]
+        return np.stack([self.arith.decrypt(group[0])[: data.cols] for group in data.cts])
+
+    # ---- element-wise ----------------------------------------------------------
+
+    def map_pairs(self, a: CKKSData, b: CKKSData, op: Any) -> CKKSData:
+        cts = tuple(
+            tuple(op(x, y) for x, y in zip(ga, gb, strict=True))
+            for ga, gb in zip(a.cts, b.cts, strict=True)
+        )
+        return replace(a, cts=cts, replicated=a.replicated and b.replicated)
+
+    def map_plain(self, a: CKKSData, plain: np.ndarray, op: Any) -> CKKSData:
+        """``op(ct, slot_vector)`` for every ciphertext, the plain matrix packed to match."""
+        full = np.broadcast_to(plain, (a.rows, a.cols))
+        if a.layout == BATCHED:
+            cts = []
+            for chunk_index, chunk in enumerate(a.cts):
+                block = full[chunk_index * self.slots : (chunk_index + 1) * self.slots]
+                cts.append(
+                    tuple(
+                        op(ct, np.full(self.slots, block[0, c]) if a.replicated
+                           else self._batched_column(block[:, c]))
+                        for c, ct in enumerate(chunk)
+                    )
+                )
+            return replace(a, cts=tuple(cts))
+        return replace(
+            a,
+            cts=tuple((op(group[0], self._replicated_row(full[r])),)
+                      for r, group in enumerate(a.cts)),
+        )
+
+    # ---- reductions and products -------------------------------------------------
+
+    def sum_rows(self, a: CKKSData) -> CKKSData:
+        if a.layout == PER_SAMPLE:
+            return CKKSData(a.layout, 1, a.cols, ((self.arith.add_many(a.flat()),),))
+        if a.replicated:
+            columns = list(a.cts[0])
+        else:
+            columns = [
+                self.arith.add_many(
+                    [self.arith.sum_slots(chunk[c], self.slots) for chunk in a.cts]
+                )
+                for c in range(a.cols)
+            ]
+        return CKKSData(a.layout, 1, a.cols, (tuple(columns),), replicated=True)
+
+    def sum_cols(self, a: CKKSData) -> CKKSData:
+        if a.layout == BATCHED:
+            cts = tuple((self.arith.add_many(list(chunk)),) for chunk in a.cts)
+            return CKKSData(a.layout, a.rows, 1, cts, a.replicated)
+        period = next_power_of_two(a.cols)
+        cts = tuple((self.arith.sum_slots(group[0], period),) for group in a.cts)
+        return CKKSData(a.layout, a.rows, 1, cts)
+
+    def matmul(self, a: CKKSData, matrix: np.ndarray) -> CKKSData:
+        out_cols = matrix.shape[1]
+        if a.layout == BATCHED:
+            chunks = []
+            for chunk in a.cts:
+                level = self.arith.below(self.arith.level(chunk[0]), "a matrix product")
+                columns = [self.arith.linear_combination(chunk, matrix[:, j])
+                           for j in range(out_cols)]
+                chunks.append(tuple(self._or_zero(ct, level) for ct in columns))
+            return CKKSData(a.layout, a.rows, out_cols, tuple(chunks), a.replicated)
+        self.check_fits(PER_SAMPLE, max(a.cols, out_cols))
+        rows = []
+        for group in a.cts:
+            level = self.arith.below(self.arith.level(group[0]), "a matrix product")
+            rows.append((self._or_zero(self.matvec.apply(group[0], matrix), level),))
+        return CKKSData(a.layout, a.rows, out_cols, tuple(rows))
+
+    def _or_zero(self, ct: Any, level: Any) -> Any:
+        return self.arith.zero_like(level) if ct is None else ct

@@ -1,0 +1,127 @@
+"""Encrypted vector times plain matrix by the diagonal method, baby-step giant-step.
+
+A per-sample ciphertext holds one sample ``x`` (``n`` values) repeated with
+period ``p_in = 2**ceil(log2 n)`` over every slot. For ``y = x @ W`` (``W`` is
+``n x m``) let ``d = max(p_in, p_out)`` and the generalised diagonals
+
+    diag_k[s] = W[(s + k) mod d, s mod p_out]   (0 outside W)
+
+so that ``y`` repeated with period ``p_out`` equals ``sum_k diag_k * rot(x, k)``.
+Splitting ``k = g*j + i`` turns the ``d`` rotations into ``g - 1`` baby steps of
+``x`` and ``d/g - 1`` giant steps of partial sums (Halevi-Shoup with BSGS):
+
+    y = sum_j rot( sum_i rot(diag_{gj+i}, -gj) * rot(x, i), gj )
+
+The rotated diagonals are plaintexts made once per (matrix, level) and cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pets.backends.ckks.arithmetic import Arithmetic
+
+__all__ = ["MatVecPlan", "next_power_of_two", "plan_matvec"]
+
+
+def next_power_of_two(n: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
+
+
+@dataclass(frozen=True)
+class MatVecPlan:
+    """Geometry of one product: periods, baby-step size and the rotations it uses."""
+
+    n: int
+    m: int
+    period_in: int
+    period_out: int
+    d: int
+    baby: int
+
+    @property
+    def giant(self) -> int:
+        return self.d // self.baby
+
+    @property
+    def steps(self) -> set[int]:
+        return set(range(1, self.baby)) | {self.baby * j for j in range(1, self.giant)}
+
+
+def plan_matvec(n: int, m: int, baby: int | None = None) -> MatVecPlan:
+    period_in, period_out = next_power_of_two(n), next_power_of_two(m)
+    d = max(period_in, period_out)
+    if baby is None:
+        baby = next_power_of_two(math.isqrt(d - 1) + 1) if d > 1 else 1
+    return MatVecPlan(n, m, period_in, period_out, d, min(baby, d))
+
+
+class MatVec:
+    """Per-sample ``x @ W`` for one key set, caching encoded diagonals."""
+
+    def __init__(self, arithmetic: Arithmetic, slots: int, baby: int | None = None) -> None:
+        self.arith = arithmetic
+        self.slots = slots
+        self.baby = baby
+        self._cache: dict[tuple[str, int, float], list[list[Any]]] = {}
+
+    def plan(self, n: int, m: int) -> MatVecPlan:
+        return plan_matvec(n, m, self.baby)
+
+    def _diagonals(self, matrix: np.ndarray, plan: MatVecPlan, ct: Any) -> list[list[Any]]:
+        level = self.arith.level(ct)
+        scale = self.arith.factor_scale(ct)
+        key = (hashlib.sha1(matrix.tobytes() + str(matrix.shape).encode()).hexdigest(),
+               level.index, scale)
+        if key in self._cache:
+            return self._cache[key]
+        s = np.arange(self.slots)
+        padded = np.zeros((plan.d, plan.period_out))
+        padded[: plan.n, : plan.m] = matrix
+        col = s % plan.period_out
+        blocks: list[list[Any]] = []
+        for j in range(plan.giant):
+            row: list[Any] = []
+            for i in range(plan.baby):
+                k = plan.baby * j + i
+                diag = padded[(s + k) % plan.d, col]
+                shifted = np.roll(diag, plan.baby * j)  # rot(diag, -g*j)
+                row.append(
+                    None if not shifted.any() else self.arith.encode(shifted, level, scale)
+                )
+            blocks.append(row)
+        if len(self._cache) > 64:
+            self._cache.clear()
+        self._cache[key] = blocks
+        return blocks
+
+    def apply(self, ct: Any, matrix: np.ndarray) -> Any:
+        """``x @ matrix`` for one per-sample ciphertext; output period ``p_out``."""
+        plan = self.plan(*matrix.shape)
+        diagonals = self._diagonals(matrix, plan, ct)
+        baby = [ct] + [self.arith.rotate(ct, i) for i in range(1, plan.baby)]
+        partials = []
+        for j, row in enumerate(diagonals):
+            terms = [
+                self.arith.multiply_encoded(baby[i], plain, rescale=False)
+                for i, plain in enumerate(row)
+                if plain is not None
+            ]
+            if not terms:
+                continue
+            inner = terms[0]
+            for term in terms[1:]:
+                self.arith.ev.add_inplace(inner, term)
+            partials.append(self.arith.rotate(inner, plan.baby * j))
+        if not partials:
+            return None
+        out = partials[0]
+        for part in partials[1:]:
+            self.arith.ev.add_inplace(out, part)
+        self.arith.ev.rescale_to_next_inplace(out)
+        return out
