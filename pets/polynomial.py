@@ -57,7 +57,8 @@ def evaluate(x: PrivateTensor, coefficients: Sequence[float]) -> PrivateTensor:
     for k in range(2, degree + 1):
         high = 1 << (k.bit_length() - 1)
         low = k - high
-        powers[k] = powers[high // 2] * powers[high // 2] if low == 0 else powers[high] * powers[low]
+        half = powers[high // 2]
+        powers[k] = half * half if low == 0 else powers[high] * powers[low]
     terms = [
         powers[k] if c == 1.0 else powers[k] * c for k, c in enumerate(coeffs) if k and c
     ]

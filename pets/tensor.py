@@ -32,7 +32,9 @@ def plain_array(data: Any, *, what: str, max_ndim: int = 2) -> np.ndarray:
     try:
         array = np.asarray(data, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what} needs numbers (numpy, torch, list), got {type(data).__name__}") from exc
+        raise TypeError(
+            f"{what} needs numbers (numpy, torch, list), got {type(data).__name__}"
+        ) from exc
     if array.ndim > max_ndim:
         raise ShapeMismatchError(
             f"{what} takes arrays of at most {max_ndim} dimensions (samples, features), got "

@@ -19,6 +19,7 @@ A backend implements:
 ``sum_rows``            sum over samples -> one row
 ``sum_cols``            sum over features -> one column
 ``layout_of``           which packing native data is in
+``matrix_shape``        ``(rows, cols)`` of native data
 ``_dump_tensor`` /      native data <-> blobs + metadata (no secret)
 ``_load_tensor``
 ``_dump_keys`` /        key material <-> blobs (secret only when asked)
@@ -116,7 +117,7 @@ class Backend(ABC):
         """A copy of this backend without the secret key: it can encrypt and evaluate."""
         return self
 
-    def prepare(self, requirements: Requirements) -> None:
+    def prepare(self, requirements: Requirements) -> None:  # noqa: B027 (optional hook)
         """Make parameters and keys fit a computation (called by ``compile``)."""
 
     def describe(self) -> dict[str, Any]:
@@ -149,7 +150,7 @@ class Backend(ABC):
 
     def load_tensor(self, data: bytes) -> PrivateTensor:
         """Load a tensor serialised with :meth:`tensor_to_bytes` under this backend's keys."""
-        from pets.tensor import PrivateTensor
+        from pets.tensor import PrivateTensor, as_matrix
 
         envelope = unpack(data, kind="tensor")
         if envelope.backend != self.name or envelope.key_id != self.key_id:
@@ -163,6 +164,12 @@ class Backend(ABC):
         except (KeyError, TypeError, ValueError) as exc:
             raise SerializationError("pets tensor bytes carry no valid shape") from exc
         native = self._load_tensor(envelope.meta, envelope.blobs)
+        expected = as_matrix(np.empty(shape)).shape if len(shape) <= 2 else None
+        if expected != self.matrix_shape(native):
+            raise SerializationError(
+                f"pets tensor bytes say shape {shape} but hold a "
+                f"{'x'.join(map(str, self.matrix_shape(native)))} matrix; they are corrupted"
+            )
         return PrivateTensor(self, native, shape)
 
     # ---- primitives ----------------------------------------------------------
@@ -199,6 +206,9 @@ class Backend(ABC):
 
     @abstractmethod
     def layout_of(self, a: Native) -> str: ...
+
+    @abstractmethod
+    def matrix_shape(self, a: Native) -> tuple[int, int]: ...
 
     @abstractmethod
     def _dump_tensor(self, a: Native) -> tuple[dict[str, Any], list[bytes]]: ...

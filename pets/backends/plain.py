@@ -63,6 +63,9 @@ class PlainBackend(Backend):
     def layout_of(self, a: np.ndarray) -> str:
         return "dense"
 
+    def matrix_shape(self, a: np.ndarray) -> tuple[int, int]:
+        return (int(a.shape[0]), int(a.shape[1]))
+
     def _dump_tensor(self, a: np.ndarray) -> tuple[dict[str, Any], list[bytes]]:
         return {"rows": a.shape[0], "cols": a.shape[1]}, [a.astype("<f8").tobytes()]
 

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-
 from tenseal.sealapi import Ciphertext  # fails here, at backend load, with an install hint
 
 from pets.backends.base import Backend, Requirements
@@ -106,9 +105,9 @@ class CKKSBackend(Backend):
         max_abs = float(requirements.extra.get("max_abs", 0.0))
         if max_abs > self.params.max_abs_value:
             raise ValueRangeError(
-                f"values up to {max_abs:.3g} reach a layer, beyond the {self.params.max_abs_value:.3g} "
-                "these CKKS parameters hold; rescale the input (e.g. standardise it) or pass "
-                "coeff_mod_bit_sizes with a larger first prime"
+                f"values up to {max_abs:.3g} reach a layer, beyond the "
+                f"{self.params.max_abs_value:.3g} these CKKS parameters hold; rescale the input "
+                "(e.g. standardise it) or pass coeff_mod_bit_sizes with a larger first prime"
             )
         steps: set[int] = set()
         for n, m in requirements.matmul_shapes:
@@ -183,6 +182,9 @@ class CKKSBackend(Backend):
 
     def layout_of(self, a: CKKSData) -> str:
         return a.layout
+
+    def matrix_shape(self, a: CKKSData) -> tuple[int, int]:
+        return (a.rows, a.cols)
 
     # ---- bytes -----------------------------------------------------------------------
 

@@ -146,7 +146,9 @@ class Arithmetic:
         plain = self.encode(values, self.level(ct), self.factor_scale(ct))
         return self.multiply_encoded(ct, plain)
 
-    def multiply_encoded(self, ct: Ciphertext, plain: Plaintext, rescale: bool = True) -> Ciphertext:
+    def multiply_encoded(
+        self, ct: Ciphertext, plain: Plaintext, rescale: bool = True
+    ) -> Ciphertext:
         out = self._sealapi.Ciphertext()
         self.ev.multiply_plain(ct, plain, out)
         if rescale:
@@ -154,7 +156,7 @@ class Arithmetic:
         return out
 
     def linear_combination(
-        self, cts: Sequence[Ciphertext], weights: Sequence[float]
+        self, cts: Sequence[Ciphertext], weights: Sequence[float] | np.ndarray
     ) -> Ciphertext | None:
         """``sum_i weights[i] * cts[i]`` with one rescale; ``None`` if every weight is 0.
 

@@ -38,7 +38,7 @@ class Level:
 
 def _tenseal() -> Any:
     import tenseal
-    import tenseal.sealapi  # noqa: F401  (the SEAL bindings TenSEAL ships)
+    import tenseal.sealapi
 
     return tenseal
 

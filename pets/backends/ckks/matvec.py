@@ -103,6 +103,7 @@ class MatVec:
     def apply(self, ct: Any, matrix: np.ndarray) -> Any:
         """``x @ matrix`` for one per-sample ciphertext; output period ``p_out``."""
         plan = self.plan(*matrix.shape)
+        self.arith.keys.ensure_rotations(plan.steps)  # all at once: one clear error if missing
         diagonals = self._diagonals(matrix, plan, ct)
         baby = [ct] + [self.arith.rotate(ct, i) for i in range(1, plan.baby)]
         partials = []

@@ -1,0 +1,41 @@
+"""Shared fixtures: one backend of each kind per test session (key generation is slow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pets
+
+#: every backend the conformance suite runs, with the options it runs them under
+CONFORMANCE_BACKENDS = {
+    "plain": {},
+    "ckks-batched": {"name": "ckks", "depth": 3, "layout": "batched"},
+    "ckks-per_sample": {"name": "ckks", "depth": 3, "layout": "per_sample"},
+}
+
+
+def make_backend(spec: str) -> pets.Backend:
+    options = dict(CONFORMANCE_BACKENDS[spec])
+    name = options.pop("name", spec)
+    return pets.backend(name, **options)
+
+
+@pytest.fixture(scope="session", params=sorted(CONFORMANCE_BACKENDS))
+def any_backend(request: pytest.FixtureRequest) -> pets.Backend:
+    return make_backend(request.param)
+
+
+@pytest.fixture(scope="session")
+def plain() -> pets.Backend:
+    return pets.backend("plain")
+
+
+@pytest.fixture(scope="session")
+def ckks() -> pets.Backend:
+    return pets.backend("ckks", depth=3)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
