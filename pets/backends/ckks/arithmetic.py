@@ -22,6 +22,13 @@ Ciphertext = Any
 Plaintext = Any
 
 
+def negligible(values: np.ndarray | float, scale: float) -> bool:
+    """Whether ``values`` encode to the zero plaintext at ``scale`` (SEAL refuses those)."""
+    if isinstance(values, float):
+        return abs(values) * scale < 0.5
+    return float(np.max(np.abs(values), initial=0.0)) * scale < 0.5
+
+
 class Arithmetic:
     """Level-aware operations over one key set."""
 
@@ -143,8 +150,10 @@ class Arithmetic:
 
     def multiply_plain(self, ct: Ciphertext, values: np.ndarray) -> Ciphertext:
         """``ct * values`` (a slot vector), rescaled to the canonical scale below."""
-        plain = self.encode(values, self.level(ct), self.factor_scale(ct))
-        return self.multiply_encoded(ct, plain)
+        scale = self.factor_scale(ct)
+        if negligible(values, scale):  # a product SEAL would call "transparent"
+            return self.zero_like(self.below(self.level(ct), "a multiplication"))
+        return self.multiply_encoded(ct, self.encode(values, self.level(ct), scale))
 
     def multiply_encoded(
         self, ct: Ciphertext, plain: Plaintext, rescale: bool = True
@@ -158,7 +167,7 @@ class Arithmetic:
     def linear_combination(
         self, cts: Sequence[Ciphertext], weights: Sequence[float] | np.ndarray
     ) -> Ciphertext | None:
-        """``sum_i weights[i] * cts[i]`` with one rescale; ``None`` if every weight is 0.
+        """``sum_i weights[i] * cts[i]`` with one rescale; ``None`` if every weight is ~0.
 
         All ``cts`` must share one level and scale (columns of one tensor do).
         """
@@ -166,8 +175,8 @@ class Arithmetic:
         level = self.level(cts[0])
         acc = None
         tmp = self._sealapi.Ciphertext()
-        for ct, weight in zip(cts, weights, strict=True):
-            if weight == 0.0:
+        for ct, weight in zip(cts, np.asarray(weights, dtype=np.float64).tolist(), strict=True):
+            if negligible(weight, scale):
                 continue
             plain = self.encode_scalar(weight, level, scale)
             if acc is None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pets.backends.ckks.arithmetic import Arithmetic
+from pets.backends.ckks.arithmetic import Arithmetic, negligible
 
 __all__ = ["MatVecPlan", "next_power_of_two", "plan_matvec"]
 
@@ -92,7 +92,8 @@ class MatVec:
                 diag = padded[(s + k) % plan.d, col]
                 shifted = np.roll(diag, plan.baby * j)  # rot(diag, -g*j)
                 row.append(
-                    None if not shifted.any() else self.arith.encode(shifted, level, scale)
+                    None if negligible(shifted, scale)
+                    else self.arith.encode(shifted, level, scale)
                 )
             blocks.append(row)
         if len(self._cache) > 64:

@@ -1,0 +1,141 @@
+"""HE overhead: the digits MLP (64-32-10, square) in the clear, in both CKKS packings,
+and as TenSEAL users write it — all in one run, reported as ratios.
+
+>>> from pets.bench.he import run_he
+>>> report = run_he(batch=64, latency_samples=1, recipe_samples=1)   # doctest: +SKIP
+>>> print(report)                                                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import pets
+from pets.bench.baselines import RecipeContext, raw_batched, tenseal_recipe
+from pets.bench.report import Table
+from pets.bench.workloads import accuracy, digits, train_digits_mlp
+
+__all__ = ["HEReport", "run_he"]
+
+
+@dataclass
+class HEReport:
+    """Per-technique rows plus the ratios the HE targets are stated in."""
+
+    table: Table
+    ratios: dict[str, float] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [str(self.table), "", "ratios (same run):"]
+        lines += [f"  {name:<58} {value:10.4g}" for name, value in self.ratios.items()]
+        lines.append(f"parameters: {self.parameters}")
+        return "\n".join(lines)
+
+
+def _timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def _weights(net: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+    import torch
+
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    return [(m.weight.detach().double().numpy().T, m.bias.detach().double().numpy())
+            for m in linears]
+
+
+def run_he(*, batch: int = 4096, latency_samples: int = 4, recipe_samples: int = 4,
+           progress: Callable[[str], None] | None = None) -> HEReport:
+    """Measure the digits MLP under plain, CKKS batched, CKKS per-sample and the baselines."""
+    say = progress or (lambda _msg: None)
+    data = digits()
+    say("training the digits MLP (64-32-10, square activation)")
+    net = train_digits_mlp()
+    weights = _weights(net)
+    x_test, y_test = data.x_test, data.y_test
+    reps = -(-batch // len(x_test))
+    x_batch = np.tile(x_test, (reps, 1))[:batch]
+
+    plain_model = pets.compile(net, backend=pets.backend("plain"), example_input=data.x_train)
+    plain_s, plain_out = _timed(lambda: plain_model.predict(x_batch), repeat=3)
+    plain_acc = accuracy(plain_out[: len(x_test)], y_test)
+
+    say("compiling for CKKS (parameters and rotation keys sized for the model)")
+    backend = pets.backend("ckks")
+    model = pets.compile(net, backend=backend, example_input=data.x_train)
+    public_bytes = len(backend.public().to_bytes())
+    params = backend.params
+
+    table = Table(["technique", "samples", "compute s", "per sample ms", "vs plain",
+                   "accuracy", "input bytes/sample"])
+    table.add("plain (numpy)", batch, plain_s, 1e3 * plain_s / batch, 1.0, plain_acc, 64 * 8)
+
+    say(f"CKKS batched: encrypting {batch} samples")
+    enc_s, x_enc = _timed(lambda: model.encrypt(x_batch, layout="batched"))
+    in_bytes = len(x_enc.to_bytes())
+    say("CKKS batched: inference on ciphertexts")
+    batched_s, y_enc = _timed(lambda: model(x_enc))
+    dec_s, logits = _timed(lambda: model.decrypt(y_enc))
+    batched_acc = accuracy(logits[: len(x_test)], y_test)
+    table.add("ckks batched (pets)", batch, batched_s, 1e3 * batched_s / batch,
+              batched_s / plain_s, batched_acc, in_bytes / batch)
+
+    say("raw SEAL: the same batched operations without pets, one ciphertext chunk")
+    chunk = model.encrypt(x_batch[: params.slots], layout="batched")
+    pets_chunk_s, _ = _timed(lambda: model(chunk), repeat=2)
+    raw_s, _ = _timed(lambda: raw_batched(backend.keys, list(chunk.data.cts[0]), weights),
+                      repeat=2)
+    table.add("ckks batched (raw SEAL, no pets)", chunk.shape[0], raw_s,
+              1e3 * raw_s / chunk.shape[0], raw_s / plain_s, float("nan"), float("nan"))
+
+    say(f"CKKS per-sample: {latency_samples} samples one by one")
+    singles = [model.encrypt(x_test[i : i + 1], layout="per_sample")
+               for i in range(latency_samples)]
+    single_bytes = len(singles[0].to_bytes())
+    per_sample_s, outs = _timed(lambda: [model(s) for s in singles])
+    per_sample_logits = np.concatenate([model.decrypt(o) for o in outs])
+    agree = float((per_sample_logits.argmax(1) == plain_out[:latency_samples].argmax(1)).mean())
+    table.add("ckks per-sample (pets)", latency_samples, per_sample_s,
+              1e3 * per_sample_s / latency_samples, (per_sample_s / latency_samples)
+              / (plain_s / batch), agree, single_bytes)
+
+    say(f"TenSEAL tutorial recipe: {recipe_samples} samples, vector.mm(W), all Galois keys")
+    recipe = RecipeContext(params.poly_modulus_degree, params.coeff_mod_bit_sizes,
+                           params.scale_bits)
+    recipe_s, recipe_vectors = _timed(
+        lambda: [tenseal_recipe(recipe, x_test[i], weights) for i in range(recipe_samples)]
+    )
+    recipe_logits = np.array([v.decrypt() for v in recipe_vectors])
+    recipe_agree = float(
+        (recipe_logits.argmax(1) == plain_out[:recipe_samples].argmax(1)).mean()
+    )
+    recipe_per = recipe_s / recipe_samples
+    table.add("TenSEAL recipe (ckks_vector.mm)", recipe_samples, recipe_s, 1e3 * recipe_per,
+              recipe_per / (plain_s / batch), recipe_agree, float("nan"))
+
+    ratios = {
+        "batched throughput / recipe throughput (target >= 1000)":
+            recipe_per / (batched_s / batch),
+        "per-sample latency / recipe latency (target <= 0.25)":
+            (per_sample_s / latency_samples) / recipe_per,
+        "pets batched / raw SEAL same ops, one chunk (target <= 1.05)":
+            pets_chunk_s / raw_s,
+        "plain accuracy - ckks batched accuracy, points (target <= 0.5)":
+            100 * (plain_acc - batched_acc),
+        "public key bytes, pets / TenSEAL all-Galois context": public_bytes
+            / recipe.public_bytes(),
+        "batched encrypt s, decrypt s": enc_s + dec_s,
+    }
+    return HEReport(table, ratios, {**backend.describe(), "public_bytes": public_bytes,
+                                     "recipe_public_bytes": recipe.public_bytes()})
