@@ -1,0 +1,39 @@
+"""Workloads shared by the benchmark files, built once per session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pets
+from pets.bench.baselines import RecipeContext
+from pets.bench.he import _weights
+from pets.bench.workloads import digits, train_digits_mlp
+
+
+@dataclass
+class DigitsHE:
+    net: Any
+    weights: list[tuple[np.ndarray, np.ndarray]]
+    plain: Any
+    ckks: Any
+    backend: Any
+    x_batch: np.ndarray
+    recipe: RecipeContext
+
+
+@pytest.fixture(scope="session")
+def digits_he() -> DigitsHE:
+    data = digits()
+    net = train_digits_mlp()
+    backend = pets.backend("ckks")
+    ckks = pets.compile(net, backend=backend, example_input=data.x_train)
+    plain = pets.compile(net, backend=pets.backend("plain"), example_input=data.x_train)
+    params = backend.params
+    x_batch = np.tile(data.x_test, (8, 1))[: params.slots]
+    recipe = RecipeContext(params.poly_modulus_degree, params.coeff_mod_bit_sizes,
+                           params.scale_bits)
+    return DigitsHE(net, _weights(net), plain, ckks, backend, x_batch, recipe)

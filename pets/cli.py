@@ -1,0 +1,183 @@
+"""The ``pets`` command line: ``pets demo``, ``pets bench``, ``pets info``.
+
+>>> from pets.cli import build_parser
+>>> build_parser().parse_args(["bench", "--quick"]).quick
+True
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+__all__ = ["build_parser", "main"]
+
+
+def _say(message: str) -> None:
+    print(f"[pets {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _heading(title: str) -> None:
+    print(f"\n{'=' * 78}\n{title}\n{'=' * 78}", flush=True)
+
+
+def _demo_encrypted_inference(quick: bool) -> None:
+    import numpy as np
+    import torch
+
+    import pets
+    from pets.bench.workloads import accuracy, digits, train_digits_mlp
+
+    _heading("1. Encrypted inference: a client encrypts, a server computes without the key")
+    data = digits()
+    _say("training a 64-32-10 MLP with a square activation on scikit-learn's digits")
+    net = train_digits_mlp(epochs=20 if quick else 60)
+    client = pets.backend("ckks")
+    model = pets.compile(net, backend=client, example_input=data.x_train)
+    print(model)
+    print("CKKS parameters:", json.dumps(client.describe()))
+    public = client.public().to_bytes()
+    server_backend = pets.load_backend(public)
+    server_model = pets.compile(net, backend=server_backend, example_input=data.x_train)
+    _say(f"server received a public key set of {len(public) / 2**20:.1f} MiB (no secret key)")
+    samples = data.x_test[:128] if quick else data.x_test
+    with pets.measure("client encrypt") as enc:
+        request = model.encrypt(samples, layout="batched").to_bytes()
+    with pets.measure("server inference") as inf:
+        response = server_model(server_backend.load_tensor(request)).to_bytes()
+    with pets.measure("client decrypt") as dec:
+        logits = model.decrypt(client.load_tensor(response))
+    plain = net(torch.tensor(samples, dtype=torch.float32))
+    plain_acc = accuracy(plain.detach().numpy(), data.y_test[: len(samples)])
+    enc_acc = accuracy(logits, data.y_test[: len(samples)])
+    for m in (enc, inf, dec):
+        print(" ", m)
+    print(f"  accuracy on {len(samples)} test digits: plaintext {plain_acc:.4f}, "
+          f"encrypted {enc_acc:.4f}; max |logit difference| "
+          f"{float(np.abs(logits - plain.detach().numpy()).max()):.2e}")
+    one = model.encrypt(data.x_test[:1], layout="per_sample")
+    with pets.measure("per-sample latency") as lat:
+        model(one)
+    print(" ", lat)
+
+
+def _demo_differential_privacy(quick: bool) -> None:
+    import numpy as np
+
+    import pets
+
+    _heading("2. Differential privacy: calibrated noise, an enforced budget")
+    budget = pets.dp.Budget(epsilon=1.0, delta=1e-5)
+    counts = np.array([120.0, 45.0, 3.0])
+    noisy = pets.dp.laplace(counts, epsilon=0.5, sensitivity=1.0, budget=budget)
+    print(f"  counts {counts.tolist()} released as {np.round(noisy, 2).tolist()} "
+          f"(Laplace, epsilon=0.5); budget spent {budget.spent}, remaining {budget.remaining}")
+    try:
+        pets.dp.laplace(counts, epsilon=0.75, sensitivity=1.0, budget=budget)
+    except pets.BudgetExceededError as exc:
+        print(f"  a further spend of epsilon=0.75 is refused: {exc}")
+    _say("DP output perturbation on an encrypted result: noise added before decryption")
+    be = pets.backend("ckks", depth=1)
+    encrypted_sum = be.encrypt(counts).sum()
+    mechanism = pets.dp.LaplaceMechanism(epsilon=0.4, sensitivity=1.0)
+    released = pets.dp.release(encrypted_sum, mechanism=mechanism, budget=budget)
+    print(f"  encrypted total {counts.sum()} released as {np.round(released, 2).tolist()}; "
+          f"budget spent {budget.spent}")
+
+
+def _demo_dp_training(quick: bool) -> None:
+    from pets.bench.dp import run_dp
+
+    _heading("3. DP-SGD (Opacus) against non-private training, and a membership audit")
+    print(run_dp(epsilons=(1.0, 8.0) if quick else (0.5, 1.0, 2.0, 4.0, 8.0),
+                 quick=quick, progress=_say))
+
+
+def _demo_overhead(quick: bool) -> None:
+    from pets.bench.he import run_he
+
+    _heading("4. What HE costs: the digits MLP against plaintext and TenSEAL's recipe")
+    print(run_he(batch=4096, latency_samples=2 if quick else 4,
+                 recipe_samples=2 if quick else 4, progress=_say))
+
+
+def demo(args: argparse.Namespace) -> int:
+    """The tour: encrypted inference, DP noise and budget, DP-SGD and audit, overhead."""
+    start = time.perf_counter()
+    _demo_encrypted_inference(args.quick)
+    _demo_differential_privacy(args.quick)
+    _demo_dp_training(args.quick)
+    if not args.skip_bench:
+        _demo_overhead(args.quick)
+    _say(f"demo finished in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Overhead of each technique against plaintext, as ratios from one run."""
+    from pets.bench.dp import run_dp
+    from pets.bench.he import run_he
+
+    sections = args.only or ["he", "dp"]
+    if "he" in sections:
+        _heading("HE (CKKS) overhead: digits MLP 64-32-10, square activation")
+        print(run_he(batch=args.batch, latency_samples=args.samples,
+                     recipe_samples=args.samples, progress=_say))
+    if "dp" in sections:
+        _heading("DP-SGD overhead: same model, same data, private vs non-private")
+        print(run_dp(quick=args.quick, progress=_say))
+    return 0
+
+
+def info(args: argparse.Namespace) -> int:
+    """Which backends are registered and whether their engines import."""
+    import pets
+
+    for name in pets.available_backends():
+        try:
+            pets.registry.backend_class(name)
+            status = "ok"
+        except pets.BackendNotInstalledError as exc:
+            status = str(exc)
+        print(f"{name:8} {status}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pets", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="tour: encrypted inference, DP, DP-SGD, overhead")
+    p.add_argument("--quick", action="store_true", help="smaller runs (about a minute)")
+    p.add_argument("--skip-bench", action="store_true", help="leave out the overhead section")
+    p.set_defaults(func=demo)
+    p = sub.add_parser("bench", help="overhead of each technique against plaintext")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--only", action="append", choices=["he", "dp"])
+    p.add_argument("--batch", type=int, default=4096, help="samples for the batched runs")
+    p.add_argument("--samples", type=int, default=4, help="samples for the per-sample runs")
+    p.set_defaults(func=bench)
+    p = sub.add_parser("info", help="registered backends and their engines")
+    p.set_defaults(func=info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        import pets
+
+        if isinstance(exc, pets.PetsError):
+            print(f"pets: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
