@@ -1,0 +1,158 @@
+"""``pets.compile``: turn a torch model into one that runs on private tensors.
+
+The model is traced once (``torch.fx`` or ``torch.export``), validated (every
+unsupported part reported at once), and lowered to a few layers over
+``PrivateTensor``: runs of linear layers fused into one exact affine map each,
+squares, and polynomial stand-ins for ReLU/Sigmoid/Tanh/GELU.
+
+>>> import numpy as np, torch, pets
+>>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), pets.nn.Square(), torch.nn.Linear(8, 3))
+>>> be = pets.backend("plain")
+>>> model = pets.compile(net, backend=be, example_input=torch.randn(16, 4))
+>>> x = torch.randn(2, 4)
+>>> bool(np.allclose(model.predict(x), net(x).detach(), atol=1e-5))
+True
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from pets.backends.base import Backend
+from pets.compile.approximate import DEFAULT_DEGREES, Approximation
+from pets.compile.build import ApproximationOptions, build
+from pets.compile.graph import trace
+from pets.compile.lowering import (
+    Activation,
+    Linear,
+    Lowering,
+    OpContext,
+    Polynomial,
+    Product,
+    Square,
+    Unsupported,
+    register_lowering,
+    supported_layers,
+)
+from pets.compile.model import CompileReport, PrivateModel
+from pets.compile.validate import validate
+from pets.errors import CompileError
+
+__all__ = [
+    "DEFAULT_DEGREES",
+    "Activation",
+    "Approximation",
+    "CompileReport",
+    "Linear",
+    "Lowering",
+    "OpContext",
+    "Polynomial",
+    "PrivateModel",
+    "Product",
+    "Square",
+    "Unsupported",
+    "compile",
+    "register_lowering",
+    "supported_layers",
+]
+
+Interval = tuple[float, float]
+
+
+def _example_tensor(example_input: Any) -> torch.Tensor:
+    if example_input is None:
+        raise CompileError(
+            "compile needs example_input: a batch (batch, *input_shape) of typical inputs; "
+            "it fixes the input shape and calibrates the activation ranges"
+        )
+    if isinstance(example_input, torch.Tensor):
+        tensor = example_input.detach().to(torch.float64)
+    else:
+        tensor = torch.as_tensor(np.asarray(example_input, dtype=np.float64))
+    if tensor.ndim < 2:
+        raise CompileError(
+            f"example_input needs a batch dimension, got shape {tuple(tensor.shape)}; "
+            "for one sample pass x[None]"
+        )
+    if not torch.isfinite(tensor).all():
+        raise CompileError("example_input holds NaN or infinite values")
+    return tensor
+
+
+def compile(
+    module: torch.nn.Module | torch.export.ExportedProgram,
+    *,
+    backend: Backend | str,
+    example_input: Any,
+    ranges: Mapping[str, Interval] | None = None,
+    activation_range: Interval | None = None,
+    degree: int | None = None,
+    degrees: Mapping[str, int] | None = None,
+    margin: float = 0.1,
+    max_rows: int | None = None,
+) -> PrivateModel:
+    """Compile ``module`` to run on ``backend``'s private tensors.
+
+    ``module`` is an ``nn.Module`` (traced with ``torch.fx``, in eval mode) or a
+    ``torch.export.ExportedProgram``. ``example_input`` ``(batch, *input_shape)``
+    fixes the shapes and calibrates activation ranges. Activations other than
+    squares are replaced by polynomials of ``degree`` (or ``degrees[name]``;
+    defaults in :data:`DEFAULT_DEGREES`) fitted over ``ranges[name]`` (a node,
+    module or function name such as ``"relu"``), else ``activation_range``, else
+    the example's range widened by ``margin``. ``max_rows`` is the most samples
+    encrypted at once (default: the example's batch). Calls ``backend.prepare``.
+
+    Raises :class:`~pets.errors.UnsupportedModelError` listing every unsupported part.
+
+    >>> import torch, pets
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1))
+    >>> model = pets.compile(net, backend="plain", example_input=torch.randn(32, 2))
+    >>> model.depth, model.approximations[0].function, model.approximations[0].degree
+    (5, 'relu', 4)
+    """
+    if isinstance(backend, str):
+        from pets.registry import backend as make_backend
+
+        backend = make_backend(backend)
+    if not isinstance(backend, Backend):
+        raise TypeError(f"backend must be a pets.Backend or a name, got {type(backend).__name__}")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    tensor = _example_tensor(example_input)
+    traced = trace(module, tensor)
+    lowerings = validate(traced)
+    options = ApproximationOptions(
+        ranges=dict(ranges or {}),
+        activation_range=activation_range,
+        degree=degree,
+        degrees=dict(degrees or {}),
+        margin=margin,
+    )
+    program = build(traced, lowerings, options)
+    assert traced.output_node is not None
+    expected = traced.values[traced.output_node].reshape(len(tensor), -1).numpy()
+    model = PrivateModel(
+        backend=backend,
+        program=program,
+        example=tensor.reshape(len(tensor), -1).numpy(),
+        expected=expected,
+        max_rows=max_rows,
+    )
+    backend.prepare(model.requirements)
+    return model
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``pets.compile(...)`` work although ``pets.compile`` is also this package."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> PrivateModel:
+        return compile(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,246 @@
+"""Turn a validated graph into the layers of a private model.
+
+Non-linear nodes (squares, products, activations) become layers in graph order;
+whatever feeds them (and the output) through linear nodes becomes one
+:class:`~pets.compile.layers.Affine` layer, probed from torch. Activations get
+their fitted polynomial here, over a declared or calibrated range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.polynomial import polynomial as power_basis
+from torch import fx
+
+from pets.compile.approximate import (
+    DEFAULT_DEGREES,
+    Approximation,
+    calibrated_interval,
+    fit_polynomial,
+    max_error,
+)
+from pets.compile.fuse import affine_region, check_affine, is_identity, probe_affine
+from pets.compile.graph import TracedModel, label, where
+from pets.compile.layers import Affine, Layer, Polynomial, Product, Square
+from pets.compile.lowering import Activation, Linear, Lowering
+from pets.compile.lowering import Polynomial as PolynomialLowering
+from pets.compile.lowering import Product as ProductLowering
+from pets.compile.lowering import Square as SquareLowering
+from pets.errors import ModelIssue, UnsupportedModelError
+
+__all__ = ["ApproximationOptions", "Program", "build"]
+
+Interval = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class ApproximationOptions:
+    """How activations are approximated (see :func:`pets.compile.compile`)."""
+
+    ranges: Mapping[str, Interval] = field(default_factory=dict)
+    activation_range: Interval | None = None
+    degree: int | None = None
+    degrees: Mapping[str, int] = field(default_factory=dict)
+    margin: float = 0.1
+
+
+@dataclass
+class Program:
+    """The layers of a compiled model and the shapes around them."""
+
+    layers: list[Layer]
+    input_name: str
+    output_name: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+
+
+def _flat(value: Any, batch: int) -> np.ndarray:
+    return np.asarray(value.detach().reshape(batch, -1).numpy(), dtype=np.float64)
+
+
+class _Builder:
+    def __init__(
+        self, traced: TracedModel, lowerings: Mapping[fx.Node, Lowering],
+        options: ApproximationOptions,
+    ) -> None:
+        self.traced = traced
+        self.lowerings = lowerings
+        self.options = options
+        self.layers: list[Layer] = []
+        self.issues: list[ModelIssue] = []
+        self.names: dict[fx.Node, str] = {traced.input_node: traced.input_node.name}
+        self.used_keys: set[tuple[str, str]] = set()
+
+    # ---- values -------------------------------------------------------------
+
+    def _data_args(self, node: fx.Node) -> list[fx.Node]:
+        return [
+            a for a in node.all_input_nodes
+            if a in self.traced.private and isinstance(self.traced.values.get(a), torch.Tensor)
+        ]
+
+    def _max_abs(self, node: fx.Node) -> float:
+        largest = float(self.traced.values[node].abs().max()) if node in self.traced.values else 0.0
+        return largest * (1.0 + self.options.margin)
+
+    def value(self, node: fx.Node) -> str | None:
+        """The run-time name of ``node``'s value, adding an Affine layer if needed."""
+        if node in self.names:
+            return self.names[node]
+        tensor = self.traced.values.get(node)
+        if not isinstance(tensor, torch.Tensor) or tensor.ndim == 0 or (
+            tensor.shape[0] != self.traced.batch
+        ):
+            self.issues.append(ModelIssue(
+                where(node), "a private value here does not keep the batch on dimension 0.",
+                "keep every private tensor shaped (batch, ...)",
+            ))
+            return None
+        inputs, region = affine_region(self.traced, self.lowerings, node)
+        input_names = [self.value(n) for n in inputs]
+        if any(name is None for name in input_names):
+            return None
+        affine = probe_affine(self.traced, inputs, region, node)
+        issue = check_affine(self.traced, inputs, node, affine)
+        if issue is not None:
+            self.issues.append(issue)
+            return None
+        if is_identity(affine):
+            self.names[node] = self.names[inputs[0]]
+            return self.names[node]
+        weights, bias = affine
+        sources = [label(n) for n in region if isinstance(self.traced.values[n], torch.Tensor)]
+        self.layers.append(Affine(
+            node.name, tuple(str(n) for n in input_names), ", ".join(dict.fromkeys(sources)),
+            weights=weights, bias=bias,
+        ))
+        self.names[node] = node.name
+        return node.name
+
+    # ---- non-linear layers -----------------------------------------------------
+
+    def nonlinear(self, node: fx.Node, lowering: Lowering) -> None:
+        args = self._data_args(node)
+        names = [self.value(a) for a in args]
+        if any(name is None for name in names):
+            return
+        inputs = tuple(str(n) for n in names)
+        sizes = tuple(self._max_abs(a) for a in args)
+        layer: Layer
+        if isinstance(lowering, SquareLowering):
+            layer = Square(node.name, inputs, label(node), input_max_abs=sizes)
+        elif isinstance(lowering, ProductLowering):
+            if self.traced.values[args[0]].shape != self.traced.values[args[1]].shape:
+                self.issues.append(ModelIssue(
+                    where(node), "multiplies private tensors of different shapes.",
+                    "multiply tensors of equal shapes (broadcasting is not supported)",
+                ))
+                return
+            layer = Product(node.name, inputs, label(node), input_max_abs=sizes)
+        elif isinstance(lowering, PolynomialLowering):
+            seen = _flat(self.traced.values[args[0]], 1)
+            interval = calibrated_interval(seen, self.options.margin)
+            layer = Polynomial(
+                node.name, inputs, label(node), input_max_abs=sizes,
+                coefficients=lowering.coefficients, interval=interval,
+            )
+        else:
+            assert isinstance(lowering, Activation)
+            approximation = self._approximate(node, args[0], lowering.function)
+            layer = Polynomial(
+                node.name, inputs, label(node), input_max_abs=sizes,
+                coefficients=approximation.coefficients, approximation=approximation,
+                interval=approximation.interval,
+            )
+        self.layers.append(layer)
+        self.names[node] = node.name
+
+    def _option(self, option: str, node: fx.Node, function: str) -> Any:
+        table: Mapping[str, Any] = getattr(self.options, option)
+        for key in (where(node), node.name, function):
+            if key in table:
+                self.used_keys.add((option, key))
+                return table[key]
+        return None
+
+    def _approximate(self, node: fx.Node, arg: fx.Node, function: str) -> Approximation:
+        options = self.options
+        inputs = _flat(self.traced.values[arg], 1)[0]
+        declared = self._option("ranges", node, function) or options.activation_range
+        interval = (
+            (float(declared[0]), float(declared[1])) if declared is not None
+            else calibrated_interval(inputs, options.margin)
+        )
+        degree = int(
+            self._option("degrees", node, function) or options.degree
+            or DEFAULT_DEGREES.get(function, 4)
+        )
+        reference = self._element_function(node, arg)
+        coefficients = fit_polynomial(reference, interval, degree)
+        truth = _flat(self.traced.values[node], 1)[0]
+        fitted = power_basis.polyval(inputs, coefficients)
+        return Approximation(
+            where=where(node),
+            function=function,
+            degree=degree,
+            interval=interval,
+            interval_source="declared" if declared is not None else "calibrated",
+            coefficients=coefficients,
+            max_error=max_error(reference, coefficients, interval),
+            calibration_error=float(np.max(np.abs(fitted - truth))),
+            outside_fraction=float(np.mean((inputs < interval[0]) | (inputs > interval[1]))),
+        )
+
+    def _element_function(self, node: fx.Node, arg: fx.Node) -> Callable[[np.ndarray], np.ndarray]:
+        """The activation exactly as the model computes it, on a 1-D array."""
+        runner = self.traced.runner
+        constants = self.traced.constants()
+
+        def function(x: np.ndarray) -> np.ndarray:
+            env = dict(constants)
+            env[arg] = torch.tensor(x, dtype=torch.float64)
+            runner.run_nodes([node], env)
+            return np.asarray(env[node].numpy(), dtype=np.float64)
+
+        return function
+
+
+def build(
+    traced: TracedModel, lowerings: Mapping[fx.Node, Lowering], options: ApproximationOptions
+) -> Program:
+    """The layers computing ``traced``; raises :class:`UnsupportedModelError` on any issue."""
+    builder = _Builder(traced, lowerings, options)
+    for node in traced.live:
+        lowering = lowerings.get(node)
+        if node in traced.private and lowering is not None and not isinstance(lowering, Linear):
+            builder.nonlinear(node, lowering)
+    assert traced.output_node is not None
+    output_name = builder.value(traced.output_node)
+    if builder.issues:
+        raise UnsupportedModelError(builder.issues)
+    for option in ("ranges", "degrees"):
+        table: Mapping[str, Any] = getattr(options, option)
+        unknown = {key for key in table if (option, key) not in builder.used_keys}
+        if unknown:
+            activations = [
+                layer.source for layer in builder.layers if isinstance(layer, Polynomial)
+            ]
+            raise ValueError(
+                f"{option} names {sorted(unknown)}, which match no activation; use a function "
+                f"name (e.g. 'relu') or one of the activations: {activations}"
+            )
+    assert output_name is not None
+    output_value = traced.values[traced.output_node]
+    return Program(
+        layers=builder.layers,
+        input_name=traced.input_node.name,
+        output_name=output_name,
+        input_shape=tuple(traced.values[traced.input_node].shape[1:]),
+        output_shape=tuple(output_value.shape[1:]),
+    )

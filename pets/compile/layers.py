@@ -1,0 +1,188 @@
+"""The layers of a compiled model, each lowered to ``PrivateTensor`` operations.
+
+Every layer works on flattened per-sample vectors ``(batch, features)`` and
+knows four things: how to run on private tensors (:meth:`Layer.forward`), the
+same arithmetic on plain float64 numbers (:meth:`Layer.simulate`, for checks and
+value ranges), its multiplicative depth, and how much it can amplify an error in
+its inputs (:meth:`Layer.error_bound`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.polynomial import polynomial as power_basis
+
+from pets.compile.approximate import Approximation, lipschitz
+from pets.polynomial import depth as polynomial_depth
+from pets.tensor import PrivateTensor
+
+__all__ = ["Affine", "Layer", "Polynomial", "Product", "Square"]
+
+
+@dataclass
+class Layer(ABC):
+    """One step of a compiled model: reads values ``inputs``, writes value ``name``."""
+
+    name: str
+    inputs: tuple[str, ...]
+    #: where in the torch model it comes from (module or node names)
+    source: str
+    #: largest ``|x|`` of each true input on the example input (for error bounds)
+    input_max_abs: tuple[float, ...] = field(default=(), kw_only=True)
+
+    @property
+    @abstractmethod
+    def depth(self) -> int:
+        """Multiplicative levels this layer consumes."""
+
+    @abstractmethod
+    def forward(self, inputs: Sequence[PrivateTensor]) -> PrivateTensor:
+        """Run on private tensors."""
+
+    @abstractmethod
+    def simulate(self, inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+        """The same arithmetic on plain float64: output and largest ``|value|`` met on the way."""
+
+    @abstractmethod
+    def error_bound(self, input_errors: Sequence[float]) -> float:
+        """Worst-case output error, given worst-case errors of the inputs (same units)."""
+
+    @property
+    def matmul_shapes(self) -> tuple[tuple[int, int], ...]:
+        """``(in, out)`` of each plain-matrix product this layer computes."""
+        return ()
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def describe(self) -> str:
+        return f"{self.kind}"
+
+
+@dataclass
+class Affine(Layer):
+    """``sum_j x_j @ W_j + b``: a fused run of linear torch operations."""
+
+    weights: tuple[np.ndarray, ...] = field(default=(), kw_only=True)
+    bias: np.ndarray = field(default_factory=lambda: np.zeros(0), kw_only=True)
+
+    @property
+    def depth(self) -> int:
+        return 1
+
+    @property
+    def matmul_shapes(self) -> tuple[tuple[int, int], ...]:
+        return tuple((w.shape[0], w.shape[1]) for w in self.weights)
+
+    def forward(self, inputs: Sequence[PrivateTensor]) -> PrivateTensor:
+        result = inputs[0] @ self.weights[0]
+        for tensor, weight in zip(inputs[1:], self.weights[1:], strict=True):
+            result = result + tensor @ weight
+        return result + self.bias if np.any(self.bias) else result
+
+    def simulate(self, inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+        product = sum(x @ w for x, w in zip(inputs, self.weights, strict=True))
+        out = np.asarray(product) + self.bias
+        return out, float(max(np.max(np.abs(product), initial=0.0), np.max(np.abs(out))))
+
+    def error_bound(self, input_errors: Sequence[float]) -> float:
+        per_output = sum(
+            np.abs(w).sum(axis=0) * e for w, e in zip(self.weights, input_errors, strict=True)
+        )
+        return float(np.max(per_output, initial=0.0))
+
+    def describe(self) -> str:
+        shapes = " + ".join(f"{i}x{o}" for i, o in self.matmul_shapes)
+        nonzero = sum(int(np.count_nonzero(w)) for w in self.weights)
+        total = sum(w.size for w in self.weights)
+        return f"Affine {shapes} ({nonzero}/{total} weights non-zero)"
+
+
+@dataclass
+class Square(Layer):
+    """``x * x``."""
+
+    @property
+    def depth(self) -> int:
+        return 1
+
+    def forward(self, inputs: Sequence[PrivateTensor]) -> PrivateTensor:
+        return inputs[0].square()
+
+    def simulate(self, inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+        out = inputs[0] * inputs[0]
+        return out, float(np.max(np.abs(out), initial=0.0))
+
+    def error_bound(self, input_errors: Sequence[float]) -> float:
+        (error,), (size,) = input_errors, self.input_max_abs
+        return 2.0 * size * error + error * error
+
+
+@dataclass
+class Product(Layer):
+    """``x * y`` of two private values."""
+
+    @property
+    def depth(self) -> int:
+        return 1
+
+    def forward(self, inputs: Sequence[PrivateTensor]) -> PrivateTensor:
+        return inputs[0] * inputs[1]
+
+    def simulate(self, inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+        out = inputs[0] * inputs[1]
+        return out, float(np.max(np.abs(out), initial=0.0))
+
+    def error_bound(self, input_errors: Sequence[float]) -> float:
+        (ea, eb), (a, b) = input_errors, self.input_max_abs
+        return a * eb + b * ea + ea * eb
+
+
+@dataclass
+class Polynomial(Layer):
+    """``c0 + c1 x + ...`` element-wise: an exact polynomial or an activation's stand-in."""
+
+    coefficients: tuple[float, ...] = field(default=(), kw_only=True)
+    #: how it approximates an activation; ``None`` for an exact polynomial
+    approximation: Approximation | None = field(default=None, kw_only=True)
+    #: range its inputs are expected in (for the error bound)
+    interval: tuple[float, float] = field(default=(-1.0, 1.0), kw_only=True)
+
+    @property
+    def depth(self) -> int:
+        return polynomial_depth(self.coefficients)
+
+    def forward(self, inputs: Sequence[PrivateTensor]) -> PrivateTensor:
+        return inputs[0].polyval(self.coefficients)
+
+    def simulate(self, inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+        x = inputs[0]
+        out = power_basis.polyval(x, self.coefficients)
+        largest = float(np.max(np.abs(x), initial=0.0))
+        # every power x^k and term c_k x^k the evaluation builds
+        terms = max(
+            (max(1.0, abs(c)) * largest**k for k, c in enumerate(self.coefficients) if k and c),
+            default=0.0,
+        )
+        return out, float(max(terms, np.max(np.abs(out), initial=0.0)))
+
+    def error_bound(self, input_errors: Sequence[float]) -> float:
+        (error,) = input_errors
+        lo, hi = self.interval
+        slope = lipschitz(self.coefficients, (lo - error, hi + error))
+        own = self.approximation.max_error if self.approximation else 0.0
+        return slope * error + own
+
+    def describe(self) -> str:
+        if self.approximation is None:
+            return f"Polynomial degree {len(self.coefficients) - 1} (exact)"
+        a = self.approximation
+        return (
+            f"Polynomial degree {a.degree} ~ {a.function} on [{a.interval[0]:.3g}, "
+            f"{a.interval[1]:.3g}] ({a.interval_source}), max error {a.max_error:.2e}"
+        )

@@ -1,0 +1,252 @@
+"""``PrivateModel``: a compiled torch model that runs on private tensors.
+
+>>> import numpy as np, torch, pets
+>>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), pets.nn.Square(), torch.nn.Linear(4, 2))
+>>> model = pets.compile(net, backend=pets.backend("plain"), example_input=torch.randn(8, 3))
+>>> model.depth, model.input_size, model.output_shape
+(3, 3, (2,))
+>>> out = model(model.encrypt(np.ones((5, 3))))
+>>> model.decrypt(out).shape
+(5, 2)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pets.backends.base import Backend, Requirements
+from pets.compile.approximate import Approximation
+from pets.compile.build import Program
+from pets.compile.layers import Layer, Polynomial
+from pets.errors import ShapeMismatchError
+from pets.tensor import PrivateTensor
+
+__all__ = ["CompileReport", "PrivateModel"]
+
+
+@dataclass(frozen=True)
+class CompileReport:
+    """What compile produced: layers, depth, approximations and their errors, value ranges."""
+
+    layers: tuple[str, ...]
+    depth: int
+    approximations: tuple[Approximation, ...]
+    #: worst-case ``|compiled - torch|`` of any output, for inputs whose values stay in the
+    #: approximation ranges (ignores the backend's own noise)
+    output_error_bound: float
+    #: largest ``|compiled - torch|`` on the example input (plain arithmetic)
+    calibration_error: float
+    #: largest ``|value|`` each layer produces on the example input
+    value_ranges: Mapping[str, float]
+    requirements: Requirements
+
+    def __str__(self) -> str:
+        lines = [f"PrivateModel: {len(self.layers)} layers, depth {self.depth}"]
+        lines += [f"  {i}. {text}" for i, text in enumerate(self.layers, 1)]
+        lines += [f"  approximation {a}" for a in self.approximations]
+        lines.append(
+            f"  output error: <= {self.output_error_bound:.3g} (bound, inputs in range), "
+            f"{self.calibration_error:.3g} on the example input"
+        )
+        lines.append(f"  largest |value|: {self.requirements.extra.get('max_abs', 0.0):.3g}")
+        return "\n".join(lines)
+
+
+class PrivateModel:
+    """A torch model compiled for one backend: ``model(private_tensor) -> private_tensor``.
+
+    Works on flattened samples: :meth:`encrypt` flattens ``(B, *input_shape)`` to
+    ``(B, input_size)``; the output is ``(B, output_size)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: Backend,
+        program: Program,
+        example: np.ndarray,
+        expected: np.ndarray,
+        max_rows: int | None = None,
+    ) -> None:
+        """Built by :func:`pets.compile.compile`; ``example`` is the flattened example
+        input and ``expected`` torch's flattened output on it."""
+        self.backend = backend
+        self.layers: list[Layer] = list(program.layers)
+        self.input_shape = program.input_shape
+        self.output_shape = program.output_shape
+        self._input_name = program.input_name
+        self._output_name = program.output_name
+        output, ranges = self._simulate(example)
+        #: largest ``|value|`` each layer produces on the example input
+        self.value_ranges: dict[str, float] = ranges
+        #: largest ``|compiled - torch|`` on the example input (plain arithmetic)
+        self.calibration_error = float(np.max(np.abs(output - expected), initial=0.0))
+        #: what the backend was prepared for
+        self.requirements = Requirements(
+            depth=self.depth,
+            matmul_shapes=matmul_shapes(self.layers),
+            max_rows=max_rows or len(example),
+            extra={"max_abs": max(ranges.values(), default=0.0)},
+        )
+
+    # ---- shapes and costs -----------------------------------------------------
+
+    @property
+    def input_size(self) -> int:
+        """Features per flattened input sample."""
+        return int(np.prod(self.input_shape, dtype=np.int64))
+
+    @property
+    def output_size(self) -> int:
+        """Features per flattened output sample."""
+        return int(np.prod(self.output_shape, dtype=np.int64))
+
+    def levels(self) -> dict[str, int]:
+        """Multiplicative level of every value (input 0); the output's is :attr:`depth`."""
+        levels = {self._input_name: 0}
+        for layer in self.layers:
+            levels[layer.name] = max(levels[i] for i in layer.inputs) + layer.depth
+        return levels
+
+    @property
+    def depth(self) -> int:
+        """Multiplicative depth of the whole computation."""
+        return self.levels()[self._output_name]
+
+    @property
+    def approximations(self) -> list[Approximation]:
+        """Every activation replaced by a polynomial, with its range and error."""
+        return [
+            layer.approximation for layer in self.layers
+            if isinstance(layer, Polynomial) and layer.approximation is not None
+        ]
+
+    def error_bound(self) -> float:
+        """Worst-case output error from the approximations, for inputs inside their ranges."""
+        errors = {self._input_name: 0.0}
+        for layer in self.layers:
+            errors[layer.name] = layer.error_bound([errors[i] for i in layer.inputs])
+        return errors[self._output_name]
+
+    def for_backend(self, backend: Backend) -> PrivateModel:
+        """The same model bound to another copy of the keys, e.g. ``backend.public()``
+        on a server that must not hold the secret key.
+
+        >>> import torch, pets
+        >>> be = pets.backend("plain")
+        >>> model = pets.compile(torch.nn.Linear(2, 1), backend=be, example_input=torch.ones(1, 2))
+        >>> model.for_backend(be.public()).backend.has_secret_key
+        True
+        """
+        self.backend.check_same_keys(backend)
+        bound = copy.copy(self)
+        bound.backend = backend
+        return bound
+
+    # ---- running ----------------------------------------------------------------
+
+    def __call__(self, tensor: PrivateTensor) -> PrivateTensor:
+        """Run on a private ``(B, input_size)`` tensor (or one ``(input_size,)`` sample)."""
+        if not isinstance(tensor, PrivateTensor):
+            raise TypeError(
+                f"a PrivateModel runs on pets.PrivateTensor, got {type(tensor).__name__}; "
+                "encrypt the input first with model.encrypt(x)"
+            )
+        if tensor.ndim not in (1, 2) or tensor.shape[-1] != self.input_size:
+            raise ShapeMismatchError(
+                f"this model takes {self.input_size} features per sample (input shape "
+                f"{self.input_shape} flattened), got a private tensor of shape {tensor.shape}; "
+                "encrypt with model.encrypt(x), which flattens each sample"
+            )
+        values = {self._input_name: tensor}
+        for layer in self.layers:
+            values[layer.name] = layer.forward([values[i] for i in layer.inputs])
+        return values[self._output_name]
+
+    def flatten(self, data: Any) -> np.ndarray:
+        """``(B, *input_shape)``, ``(B, input_size)`` or one sample -> ``(B, input_size)``."""
+        if hasattr(data, "detach"):
+            data = data.detach().cpu().numpy()
+        array = np.asarray(data, dtype=np.float64)
+        if array.shape[1:] == self.input_shape or (
+            array.ndim == 2 and array.shape[1] == self.input_size
+        ):
+            return array.reshape(len(array), self.input_size)
+        if array.shape == self.input_shape:
+            return array.reshape(1, self.input_size)
+        raise ShapeMismatchError(
+            f"this model takes samples of shape {self.input_shape} ({self.input_size} features), "
+            f"got an array of shape {array.shape}; pass (batch, *{self.input_shape})"
+        )
+
+    def encrypt(self, data: Any, *, layout: str | None = None) -> PrivateTensor:
+        """Flatten each sample of ``data`` and encrypt it with the model's backend.
+
+        ``layout=None`` lets the backend choose (``backend.choose_layout(rows)``
+        where it has one, e.g. CKKS picks ``"batched"`` or ``"per_sample"``).
+        """
+        flat = self.flatten(data)
+        choose = getattr(self.backend, "choose_layout", None)
+        if layout is None and callable(choose):
+            layout = choose(len(flat))
+        return self.backend.encrypt(flat, layout=layout)
+
+    def decrypt(self, tensor: PrivateTensor) -> np.ndarray:
+        """Decrypt an output to ``(B, *output_shape)`` (needs the secret key)."""
+        flat = self.backend.decrypt(tensor)
+        return flat.reshape(-1, *self.output_shape) if flat.ndim == 2 else flat
+
+    def predict(self, data: Any, *, layout: str | None = None) -> np.ndarray:
+        """Encrypt ``data``, run the model, decrypt: plain in, plain out (needs the secret key)."""
+        return self.decrypt(self(self.encrypt(data, layout=layout)))
+
+    def simulate(self, data: Any) -> np.ndarray:
+        """The compiled arithmetic (polynomials included) on plain float64, no backend."""
+        output, _ = self._simulate(self.flatten(data))
+        return output.reshape(-1, *self.output_shape)
+
+    def _simulate(self, flat: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        values = {self._input_name: flat}
+        ranges = {"input": float(np.max(np.abs(flat), initial=0.0))}
+        for layer in self.layers:
+            values[layer.name], ranges[layer.source or layer.name] = layer.simulate(
+                [values[i] for i in layer.inputs]
+            )
+        return values[self._output_name], ranges
+
+    # ---- reporting ----------------------------------------------------------------
+
+    def report(self) -> CompileReport:
+        """Layers, depth, approximation errors and value ranges, as data (``str()`` for text)."""
+        levels = self.levels()
+        return CompileReport(
+            layers=tuple(
+                f"{layer.describe()} <- {layer.source} (level {levels[layer.name]})"
+                for layer in self.layers
+            ),
+            depth=self.depth,
+            approximations=tuple(self.approximations),
+            output_error_bound=self.error_bound(),
+            calibration_error=self.calibration_error,
+            value_ranges=self.value_ranges,
+            requirements=self.requirements,
+        )
+
+    def __str__(self) -> str:
+        return str(self.report())
+
+    def __repr__(self) -> str:
+        return (
+            f"<PrivateModel {self.input_shape} -> {self.output_shape}, {len(self.layers)} layers, "
+            f"depth {self.depth}, backend {self.backend.name!r}>"
+        )
+
+
+def matmul_shapes(layers: Sequence[Layer]) -> tuple[tuple[int, int], ...]:
+    """Every ``(in, out)`` plain-matrix product the layers compute."""
+    return tuple(shape for layer in layers for shape in layer.matmul_shapes)
