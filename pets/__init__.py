@@ -45,7 +45,7 @@ from pets.tensor import PrivateTensor
 
 if TYPE_CHECKING:
     from pets import dp, nn
-    from pets.compile import PrivateModel, compile
+    from pets.compiler import PrivateModel, compile
 
 __version__ = "0.1.0"
 
@@ -89,8 +89,8 @@ __all__ = [
 
 # name -> module that defines it; imported on first access (these pull in torch).
 _LAZY = {
-    "compile": "pets.compile",
-    "PrivateModel": "pets.compile",
+    "compile": "pets.compiler",
+    "PrivateModel": "pets.compiler",
     "dp": "pets.dp",
     "nn": "pets.nn",
 }

@@ -1,4 +1,4 @@
-"""The ``pets`` command line: ``pets demo``, ``pets bench``, ``pets info``.
+"""The ``pets`` command line: ``pets demo``, ``pets bench``, ``pets serve``, ``pets infer``.
 
 >>> from pets.cli import build_parser
 >>> build_parser().parse_args(["bench", "--quick"]).quick
@@ -132,6 +132,60 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_model(spec: str, example: str | None, quick: bool) -> tuple[object, object]:
+    """``digits`` (trained here) or a ``torch.export`` file with an example-input ``.npy``."""
+    import numpy as np
+
+    if spec == "digits":
+        from pets.bench.workloads import digits, train_digits_mlp
+
+        return train_digits_mlp(epochs=10 if quick else 60), digits().x_train
+    import torch
+
+    if example is None:
+        raise SystemExit("pets serve: a model file needs --example INPUTS.npy for calibration")
+    return torch.export.load(spec), np.load(example)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve encrypted inference: the model stays here, the secret key with the client."""
+    from protocols.inference_service import serve as run_server
+
+    _say(f"loading model {args.model!r}")
+    net, example = _load_model(args.model, args.example, args.quick)
+    run_server(net, example_input=example, host=args.host, port=args.port,
+               max_clients=args.max_clients, timeout=args.timeout, log=_say)
+    return 0
+
+
+def infer(args: argparse.Namespace) -> int:
+    """Encrypt inputs, have a ``pets serve`` server run its model, decrypt the outputs."""
+    import numpy as np
+
+    import pets
+    from protocols.inference_service import InferenceClient
+
+    labels = None
+    if args.input:
+        data = np.load(args.input)
+    else:
+        from pets.bench.workloads import digits
+
+        data, labels = digits().x_test[: args.samples], digits().y_test[: args.samples]
+    with pets.measure("encrypted inference") as cost, InferenceClient(
+        args.host, args.port, timeout=args.timeout
+    ) as client:
+        outputs = client.infer(data, layout=args.layout)
+    print(cost)
+    if labels is not None:
+        accuracy = float((outputs.argmax(axis=1) == labels).mean())
+        print(f"accuracy on {len(labels)} encrypted test digits: {accuracy:.4f}")
+    if args.output:
+        np.save(args.output, outputs)
+        print(f"outputs saved to {args.output}")
+    return 0
+
+
 def info(args: argparse.Namespace) -> int:
     """Which backends are registered and whether their engines import."""
     import pets
@@ -159,6 +213,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=4096, help="samples for the batched runs")
     p.add_argument("--samples", type=int, default=4, help="samples for the per-sample runs")
     p.set_defaults(func=bench)
+    p = sub.add_parser("serve", help="serve encrypted inference of a model")
+    p.add_argument("--model", default="digits", help="'digits' or a torch.export .pt2 file")
+    p.add_argument("--example", help=".npy calibration inputs for a model file")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    p.add_argument("--max-clients", type=int, default=None, help="stop after N sessions")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a client")
+    p.add_argument("--quick", action="store_true", help="train the digits model briefly")
+    p.set_defaults(func=serve)
+    p = sub.add_parser("infer", help="client of pets serve: encrypt, send, decrypt")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--input", help=".npy inputs (default: digits test set)")
+    p.add_argument("--output", help="save decrypted outputs to this .npy")
+    p.add_argument("--samples", type=int, default=100, help="digits test samples to send")
+    p.add_argument("--layout", choices=["batched", "per_sample"], default=None)
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.set_defaults(func=infer)
     p = sub.add_parser("info", help="registered backends and their engines")
     p.set_defaults(func=info)
     return parser

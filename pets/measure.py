@@ -1,14 +1,15 @@
 """``pets.measure()``: what a block of private computation cost.
 
-Time (wall and CPU), peak resident memory above the start, bytes that crossed
-a party boundary (counted by transports and serialisation), and communication
-rounds. Measurements nest: an inner block's bytes count in the outer one too.
+Time (wall and CPU), peak resident memory above the start, bytes this process
+sent to other parties and rounds it waited for (counted by transports), and
+bytes serialised (``to_bytes``: ciphertext and key sizes, whether or not they
+are sent). Measurements nest: an inner block's counts add to the outer one.
 
 >>> import pets, numpy as np
 >>> be = pets.backend("plain")
 >>> with pets.measure() as m:
 ...     data = be.encrypt(np.ones(4)).to_bytes()
->>> m.bytes_sent == len(data)
+>>> m.bytes_serialized == len(data)
 True
 """
 
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-__all__ = ["Measurement", "measure", "record_bytes", "record_round"]
+__all__ = ["Measurement", "measure", "record_bytes", "record_round", "record_serialized"]
 
 _ACTIVE: list[Measurement] = []
 _LOCK = threading.Lock()
@@ -36,6 +37,7 @@ class Measurement:
     cpu_seconds: float = 0.0
     peak_memory_bytes: int = 0
     bytes_sent: int = 0
+    bytes_serialized: int = 0
     rounds: int = 0
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -43,7 +45,8 @@ class Measurement:
         return (
             f"{self.label or 'measured'}: {self.seconds:.3f} s wall, {self.cpu_seconds:.3f} s CPU, "
             f"peak +{self.peak_memory_bytes / 2**20:.1f} MiB, "
-            f"{self.bytes_sent / 2**20:.2f} MiB sent, {self.rounds} rounds"
+            f"{self.bytes_sent / 2**20:.2f} MiB sent, {self.rounds} rounds, "
+            f"{self.bytes_serialized / 2**20:.2f} MiB serialised"
         )
 
 
@@ -58,14 +61,21 @@ def _rss_bytes() -> int:
 
 
 def record_bytes(count: int) -> None:
-    """Count ``count`` bytes as sent in every active measurement."""
+    """Count ``count`` bytes as sent to another party in every active measurement."""
     with _LOCK:
         for m in _ACTIVE:
             m.bytes_sent += count
 
 
+def record_serialized(count: int) -> None:
+    """Count ``count`` bytes as serialised in every active measurement."""
+    with _LOCK:
+        for m in _ACTIVE:
+            m.bytes_serialized += count
+
+
 def record_round(count: int = 1) -> None:
-    """Count communication rounds in every active measurement."""
+    """Count rounds (messages waited for) in every active measurement."""
     with _LOCK:
         for m in _ACTIVE:
             m.rounds += count

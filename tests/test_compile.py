@@ -20,8 +20,8 @@ from torch import nn
 
 import pets
 from pets.backends.plain import PlainBackend
-from pets.compile import PrivateModel
-from pets.compile.layers import Affine, Polynomial, Square
+from pets.compiler import PrivateModel
+from pets.compiler.layers import Affine, Polynomial, Square
 from pets.errors import (
     CompileError,
     ModelIssue,
@@ -482,7 +482,7 @@ def test_report_lists_layers_depth_and_approximation_errors(plain: pets.Backend)
 
 
 def test_compile_is_callable_from_the_package_and_the_module() -> None:
-    from pets.compile import compile as compile_function
+    from pets.compiler import compile as compile_function
 
     module, x = _mlp(), torch.randn(2, 8)
     assert isinstance(pets.compile(module, backend="plain", example_input=x), pets.PrivateModel)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from pets.errors import KeyMismatchError, MissingKeyError, SerializationError
-from pets.measure import record_bytes
+from pets.measure import record_serialized
 from pets.serialization import Envelope, pack, unpack
 
 if TYPE_CHECKING:
@@ -117,6 +117,10 @@ class Backend(ABC):
         """A copy of this backend without the secret key: it can encrypt and evaluate."""
         return self
 
+    def choose_layout(self, rows: int) -> str:
+        """The packing for ``rows`` samples when the caller does not say (the default here)."""
+        return self.layouts[0]
+
     def prepare(self, requirements: Requirements) -> None:  # noqa: B027 (optional hook)
         """Make parameters and keys fit a computation (called by ``compile``)."""
 
@@ -137,7 +141,7 @@ class Backend(ABC):
         """Serialise parameters and keys; the secret key only when asked explicitly."""
         meta, blobs = self._dump_keys(include_secret_key=include_secret_key)
         data = pack(Envelope("backend", self.name, self.key_id, meta, blobs))
-        record_bytes(len(data))
+        record_serialized(len(data))
         return data
 
     def tensor_to_bytes(self, tensor: PrivateTensor) -> bytes:
@@ -145,7 +149,7 @@ class Backend(ABC):
         meta, blobs = self._dump_tensor(tensor.data)
         meta = {**meta, "shape": list(tensor.shape)}
         data = pack(Envelope("tensor", self.name, self.key_id, meta, blobs))
-        record_bytes(len(data))
+        record_serialized(len(data))
         return data
 
     def load_tensor(self, data: bytes) -> PrivateTensor:

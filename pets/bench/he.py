@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 import pets
+from pets.backends.ckks import CKKSBackend
 from pets.bench.baselines import RecipeContext, raw_batched, tenseal_recipe
 from pets.bench.report import Table
 from pets.bench.workloads import accuracy, digits, train_digits_mlp
@@ -73,7 +74,7 @@ def run_he(*, batch: int = 4096, latency_samples: int = 4, recipe_samples: int =
     plain_acc = accuracy(plain_out[:scored], y_test[:scored])
 
     say("compiling for CKKS (parameters and rotation keys sized for the model)")
-    backend = pets.backend("ckks")
+    backend = CKKSBackend()
     model = pets.compile(net, backend=backend, example_input=data.x_train)
     public_bytes = len(backend.public().to_bytes())
     params = backend.params

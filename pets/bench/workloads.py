@@ -51,9 +51,10 @@ def train_digits_mlp(hidden: int = 32, *, epochs: int = 60, seed: int = 0) -> An
     y = torch.tensor(data.y_train)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=1e-4)
     for _ in range(epochs):
-        for batch in torch.randperm(len(x)).split(64):
+        for batch in torch.randperm(len(x)).split(64):  # type: ignore[no-untyped-call]
             optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+            loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
     return model.eval()
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import pets.nn as pets_nn
-from pets.compile.lowering import (
+from pets.compiler.lowering import (
     Activation,
     Linear,
     Lowering,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.polynomial import polynomial as power_basis
 
-from pets.compile.approximate import Approximation, lipschitz
+from pets.compiler.approximate import Approximation, lipschitz
 from pets.polynomial import depth as polynomial_depth
 from pets.tensor import PrivateTensor
 

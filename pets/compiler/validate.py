@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 from torch import fx
 
-import pets.compile.rules  # noqa: F401  (registers the lowerings)
-from pets.compile.graph import TracedModel, is_in_place, where
-from pets.compile.lowering import Linear, Lowering, OpContext, Unsupported, lookup
-from pets.compile.lowering import supported_layers as _supported_layers
+import pets.compiler.rules  # noqa: F401  (registers the lowerings)
+from pets.compiler.graph import TracedModel, is_in_place, where
+from pets.compiler.lowering import Linear, Lowering, OpContext, Unsupported, lookup
+from pets.compiler.lowering import supported_layers as _supported_layers
 from pets.errors import ModelIssue, UnsupportedModelError
 
 __all__ = ["classify", "validate"]
@@ -74,7 +74,7 @@ def classify(traced: TracedModel) -> tuple[dict[fx.Node, Lowering], list[ModelIs
             lowering: Lowering = Unsupported(
                 f"pets has no lowering for {_describe_target(node, traced)}.",
                 f"use supported layers ({', '.join(_supported_layers())}, their functional "
-                "forms, x * x) or register one with pets.compile.register_lowering",
+                "forms, x * x) or register one with pets.compiler.register_lowering",
             )
         else:
             lowering = rule(OpContext(node, module, data_args, traced.values))

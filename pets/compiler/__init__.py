@@ -1,5 +1,8 @@
 """``pets.compile``: turn a torch model into one that runs on private tensors.
 
+(The function lives in ``pets.compiler`` so that the name ``pets.compile`` is the
+function, never this package.)
+
 The model is traced once (``torch.fx`` or ``torch.export``), validated (every
 unsupported part reported at once), and lowered to a few layers over
 ``PrivateTensor``: runs of linear layers fused into one exact affine map each,
@@ -16,8 +19,6 @@ True
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,10 +26,10 @@ import numpy as np
 import torch
 
 from pets.backends.base import Backend
-from pets.compile.approximate import DEFAULT_DEGREES, Approximation
-from pets.compile.build import ApproximationOptions, build
-from pets.compile.graph import trace
-from pets.compile.lowering import (
+from pets.compiler.approximate import DEFAULT_DEGREES, Approximation
+from pets.compiler.build import ApproximationOptions, build
+from pets.compiler.graph import trace
+from pets.compiler.lowering import (
     Activation,
     Linear,
     Lowering,
@@ -40,8 +41,8 @@ from pets.compile.lowering import (
     register_lowering,
     supported_layers,
 )
-from pets.compile.model import CompileReport, PrivateModel
-from pets.compile.validate import validate
+from pets.compiler.model import CompileReport, PrivateModel
+from pets.compiler.validate import validate
 from pets.errors import CompileError
 
 __all__ = [
@@ -147,12 +148,3 @@ def compile(
     backend.prepare(model.requirements)
     return model
 
-
-class _CallableModule(types.ModuleType):
-    """Lets ``pets.compile(...)`` work although ``pets.compile`` is also this package."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> PrivateModel:
-        return compile(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

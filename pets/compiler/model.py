@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from pets.backends.base import Backend, Requirements
-from pets.compile.approximate import Approximation
-from pets.compile.build import Program
-from pets.compile.layers import Layer, Polynomial
+from pets.compiler.approximate import Approximation
+from pets.compiler.build import Program
+from pets.compiler.layers import Layer, Polynomial
 from pets.errors import ShapeMismatchError
 from pets.tensor import PrivateTensor
 
@@ -73,7 +73,7 @@ class PrivateModel:
         expected: np.ndarray,
         max_rows: int | None = None,
     ) -> None:
-        """Built by :func:`pets.compile.compile`; ``example`` is the flattened example
+        """Built by :func:`pets.compiler.compile`; ``example`` is the flattened example
         input and ``expected`` torch's flattened output on it."""
         self.backend = backend
         self.layers: list[Layer] = list(program.layers)
@@ -187,14 +187,11 @@ class PrivateModel:
     def encrypt(self, data: Any, *, layout: str | None = None) -> PrivateTensor:
         """Flatten each sample of ``data`` and encrypt it with the model's backend.
 
-        ``layout=None`` lets the backend choose (``backend.choose_layout(rows)``
-        where it has one, e.g. CKKS picks ``"batched"`` or ``"per_sample"``).
+        ``layout=None`` lets the backend choose by batch size
+        (``backend.choose_layout(rows)``: CKKS picks ``"per_sample"`` or ``"batched"``).
         """
         flat = self.flatten(data)
-        choose = getattr(self.backend, "choose_layout", None)
-        if layout is None and callable(choose):
-            layout = choose(len(flat))
-        return self.backend.encrypt(flat, layout=layout)
+        return self.backend.encrypt(flat, layout=layout or self.backend.choose_layout(len(flat)))
 
     def decrypt(self, tensor: PrivateTensor) -> np.ndarray:
         """Decrypt an output to ``(B, *output_shape)`` (needs the secret key)."""

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from pets.compile.lowering import is_registered
+from pets.compiler.lowering import is_registered
 from pets.errors import CompileError, ModelIssue, UnsupportedModelError
 
 __all__ = ["GraphRunner", "TracedModel", "is_in_place", "label", "trace", "where"]

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import fx
 
-from pets.compile.graph import TracedModel, where
-from pets.compile.lowering import Linear, Lowering
+from pets.compiler.graph import TracedModel, where
+from pets.compiler.lowering import Linear, Lowering
 from pets.errors import ModelIssue
 
 __all__ = ["AffineMap", "affine_region", "check_affine", "is_identity", "probe_affine"]

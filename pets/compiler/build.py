@@ -2,7 +2,7 @@
 
 Non-linear nodes (squares, products, activations) become layers in graph order;
 whatever feeds them (and the output) through linear nodes becomes one
-:class:`~pets.compile.layers.Affine` layer, probed from torch. Activations get
+:class:`~pets.compiler.layers.Affine` layer, probed from torch. Activations get
 their fitted polynomial here, over a declared or calibrated range.
 """
 
@@ -17,20 +17,20 @@ import torch
 from numpy.polynomial import polynomial as power_basis
 from torch import fx
 
-from pets.compile.approximate import (
+from pets.compiler.approximate import (
     DEFAULT_DEGREES,
     Approximation,
     calibrated_interval,
     fit_polynomial,
     max_error,
 )
-from pets.compile.fuse import affine_region, check_affine, is_identity, probe_affine
-from pets.compile.graph import TracedModel, label, where
-from pets.compile.layers import Affine, Layer, Polynomial, Product, Square
-from pets.compile.lowering import Activation, Linear, Lowering
-from pets.compile.lowering import Polynomial as PolynomialLowering
-from pets.compile.lowering import Product as ProductLowering
-from pets.compile.lowering import Square as SquareLowering
+from pets.compiler.fuse import affine_region, check_affine, is_identity, probe_affine
+from pets.compiler.graph import TracedModel, label, where
+from pets.compiler.layers import Affine, Layer, Polynomial, Product, Square
+from pets.compiler.lowering import Activation, Linear, Lowering
+from pets.compiler.lowering import Polynomial as PolynomialLowering
+from pets.compiler.lowering import Product as ProductLowering
+from pets.compiler.lowering import Square as SquareLowering
 from pets.errors import ModelIssue, UnsupportedModelError
 
 __all__ = ["ApproximationOptions", "Program", "build"]
@@ -40,7 +40,7 @@ Interval = tuple[float, float]
 
 @dataclass(frozen=True)
 class ApproximationOptions:
-    """How activations are approximated (see :func:`pets.compile.compile`)."""
+    """How activations are approximated (see :func:`pets.compiler.compile`)."""
 
     ranges: Mapping[str, Interval] = field(default_factory=dict)
     activation_range: Interval | None = None
