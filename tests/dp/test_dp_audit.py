@@ -1,0 +1,171 @@
+"""audit(): membership inference finds an overfit model's leak, and none beyond epsilon under DP."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.preprocessing import StandardScaler
+from torch.utils.data import DataLoader, TensorDataset
+
+import pets.dp
+from pets.dp.auditing.bounds import auc, clopper_pearson, epsilon_lower_bound, tpr_at_fpr
+from pets.errors import DPConfigurationError
+
+pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+
+Data = tuple[np.ndarray, np.ndarray]
+
+
+# --- the statistics --------------------------------------------------------
+
+
+def test_clopper_pearson_matches_the_closed_form_at_zero_successes() -> None:
+    low, high = clopper_pearson([0], 100, 0.05)
+    assert low[0] == 0.0
+    assert high[0] == pytest.approx(1 - 0.05 ** (1 / 100))
+
+
+def test_auc_and_tpr_of_perfectly_separated_scores() -> None:
+    members, non_members = np.arange(10.0, 20.0), np.arange(0.0, 10.0)
+    assert auc(members, non_members) == 1.0
+    assert tpr_at_fpr(members, non_members, 0.0) == 1.0
+    assert auc(non_members, members) == 0.0
+
+
+def test_the_lower_bound_of_an_epsilon_dp_mechanism_never_exceeds_its_epsilon() -> None:
+    """Audit the Laplace mechanism itself: it is exactly epsilon-DP for x = 0 vs x = 1."""
+    epsilon, n = 2.0, 5000
+    mechanism = pets.dp.LaplaceMechanism(epsilon=epsilon, sensitivity=1.0)
+    in_world, out_world = mechanism(np.ones(n)), mechanism(np.zeros(n))
+    bound = epsilon_lower_bound(in_world, out_world, confidence=0.95)
+    assert 0.5 < bound.lower <= epsilon
+    assert bound.lower <= bound.estimate <= bound.upper
+
+
+def test_identical_distributions_give_no_evidence() -> None:
+    rng = np.random.default_rng(3)
+    bound = epsilon_lower_bound(rng.normal(size=2000), rng.normal(size=2000))
+    assert bound.lower < 0.2
+
+
+# --- auditing models ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[Data, Data, Data]:
+    """100 members, 100 non-members and a disjoint reference population."""
+    x, y = load_digits(return_X_y=True)
+    x = StandardScaler().fit_transform(x).astype(np.float32)
+    order = np.random.default_rng(0).permutation(len(x))
+    members, non_members, reference = np.split(order, [100, 200])
+    return (x[members], y[members]), (x[non_members], y[non_members]), (x[reference], y[reference])
+
+
+def mlp() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+
+
+def train_overfit(x: np.ndarray, y: np.ndarray) -> torch.nn.Module:
+    model = mlp()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    features, labels = torch.as_tensor(x), torch.as_tensor(y, dtype=torch.long)
+    for _ in range(200):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(features), labels).backward()
+        optimizer.step()
+    return model
+
+
+EPSILON, DELTA = 1.0, 1e-5
+
+
+def train_private(x: np.ndarray, y: np.ndarray) -> tuple[torch.nn.Module, float]:
+    model = mlp()
+    dataset = TensorDataset(torch.as_tensor(x), torch.as_tensor(y, dtype=torch.long))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        training = pets.dp.make_private(
+            module=model,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.5),
+            data_loader=DataLoader(dataset, batch_size=20),
+            target_epsilon=EPSILON,
+            target_delta=DELTA,
+            epochs=10,
+            max_grad_norm=1.0,
+            accountant="rdp",
+        )
+        for _ in range(training.epochs):
+            for features, labels in training.data_loader:
+                if len(labels):
+                    training.optimizer.zero_grad()
+                    torch.nn.functional.cross_entropy(training.module(features), labels).backward()
+                    training.optimizer.step()
+    return training.module, training.epsilon()
+
+
+def test_the_audit_detects_leakage_from_an_overfit_model(digits: tuple[Data, Data, Data]) -> None:
+    members, non_members, reference = digits
+    report = pets.dp.audit(
+        train_overfit(*members),
+        members=members,
+        non_members=non_members,
+        attacks=("loss", "lira"),
+        reference=reference,
+        train_fn=train_overfit,
+        num_shadows=2,
+    )
+    assert report.auc > 0.6
+    assert report.epsilon_lower_bound > 0
+    assert set(report.results) == {"loss", "lira"}
+    assert set(report.tpr_at_fpr) == {0.01, 0.001}
+    text = str(report)
+    assert "loss" in text and "lira" in text and "eps lower bound" in text
+
+
+def test_the_dp_twin_leaks_no_more_than_its_accounted_epsilon(
+    digits: tuple[Data, Data, Data],
+) -> None:
+    members, non_members, reference = digits
+    model, accounted = train_private(*members)
+    assert accounted <= EPSILON * 1.01
+    report = pets.dp.audit(
+        model,
+        members=members,
+        non_members=non_members,
+        attacks=("loss", "lira"),
+        reference=reference,
+        train_fn=lambda x, y: train_private(x, y)[0],
+        num_shadows=2,
+        delta=DELTA,
+        confidence=0.95,
+    )
+    assert report.epsilon_lower_bound <= accounted
+    assert report.auc < 0.75
+
+
+def test_lira_without_reference_data_says_what_it_needs(digits: tuple[Data, Data, Data]) -> None:
+    members, non_members, _ = digits
+    with pytest.raises(DPConfigurationError, match=r"attack 'lira' needs reference=\(X, y\)"):
+        pets.dp.audit(mlp(), members, non_members, attacks=("lira",))
+
+
+def test_an_unknown_attack_lists_the_registered_ones(digits: tuple[Data, Data, Data]) -> None:
+    members, non_members, _ = digits
+    with pytest.raises(
+        DPConfigurationError, match=r"^unknown attack 'mia'. Fix: use one of lira, loss.$"
+    ):
+        pets.dp.audit(mlp(), members, non_members, attacks=("mia",))
+
+
+def test_the_report_bounds_hold_jointly_across_attacks(digits: tuple[Data, Data, Data]) -> None:
+    members, non_members, _ = digits
+    report = pets.dp.audit(mlp(), members, non_members, confidence=0.9)
+    assert report.confidence == 0.9
+    assert report.epsilon_interval[0] == report.epsilon_lower_bound
+    assert not math.isnan(report.auc)
