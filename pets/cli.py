@@ -8,7 +8,6 @@ True
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -24,95 +23,11 @@ def _heading(title: str) -> None:
     print(f"\n{'=' * 78}\n{title}\n{'=' * 78}", flush=True)
 
 
-def _demo_encrypted_inference(quick: bool) -> None:
-    import numpy as np
-    import torch
-
-    import pets
-    from pets.bench.workloads import accuracy, digits, train_digits_mlp
-
-    _heading("1. Encrypted inference: a client encrypts, a server computes without the key")
-    data = digits()
-    _say("training a 64-32-10 MLP with a square activation on scikit-learn's digits")
-    net = train_digits_mlp(epochs=20 if quick else 60)
-    client = pets.backend("ckks")
-    model = pets.compile(net, backend=client, example_input=data.x_train)
-    print(model)
-    print("CKKS parameters:", json.dumps(client.describe()))
-    public = client.public().to_bytes()
-    server_backend = pets.load_backend(public)
-    server_model = pets.compile(net, backend=server_backend, example_input=data.x_train)
-    _say(f"server received a public key set of {len(public) / 2**20:.1f} MiB (no secret key)")
-    samples = data.x_test[:128] if quick else data.x_test
-    with pets.measure("client encrypt") as enc:
-        request = model.encrypt(samples, layout="batched").to_bytes()
-    with pets.measure("server inference") as inf:
-        response = server_model(server_backend.load_tensor(request)).to_bytes()
-    with pets.measure("client decrypt") as dec:
-        logits = model.decrypt(client.load_tensor(response))
-    plain = net(torch.tensor(samples, dtype=torch.float32))
-    plain_acc = accuracy(plain.detach().numpy(), data.y_test[: len(samples)])
-    enc_acc = accuracy(logits, data.y_test[: len(samples)])
-    for m in (enc, inf, dec):
-        print(" ", m)
-    print(f"  accuracy on {len(samples)} test digits: plaintext {plain_acc:.4f}, "
-          f"encrypted {enc_acc:.4f}; max |logit difference| "
-          f"{float(np.abs(logits - plain.detach().numpy()).max()):.2e}")
-    one = model.encrypt(data.x_test[:1], layout="per_sample")
-    with pets.measure("per-sample latency") as lat:
-        model(one)
-    print(" ", lat)
-
-
-def _demo_differential_privacy(quick: bool) -> None:
-    import numpy as np
-
-    import pets
-
-    _heading("2. Differential privacy: calibrated noise, an enforced budget")
-    budget = pets.dp.Budget(epsilon=1.0, delta=1e-5)
-    counts = np.array([120.0, 45.0, 3.0])
-    noisy = pets.dp.laplace(counts, epsilon=0.5, sensitivity=1.0, budget=budget)
-    print(f"  counts {counts.tolist()} released as {np.round(noisy, 2).tolist()} "
-          f"(Laplace, epsilon=0.5); budget spent {budget.spent}, remaining {budget.remaining}")
-    try:
-        pets.dp.laplace(counts, epsilon=0.75, sensitivity=1.0, budget=budget)
-    except pets.BudgetExceededError as exc:
-        print(f"  a further spend of epsilon=0.75 is refused: {exc}")
-    _say("DP output perturbation on an encrypted result: noise added before decryption")
-    be = pets.backend("ckks", depth=1)
-    encrypted_sum = be.encrypt(counts).sum()
-    mechanism = pets.dp.LaplaceMechanism(epsilon=0.4, sensitivity=1.0)
-    released = pets.dp.release(encrypted_sum, mechanism=mechanism, budget=budget)
-    print(f"  encrypted total {counts.sum()} released as {np.round(released, 2).tolist()}; "
-          f"budget spent {budget.spent}")
-
-
-def _demo_dp_training(quick: bool) -> None:
-    from pets.bench.dp import run_dp
-
-    _heading("3. DP-SGD (Opacus) against non-private training, and a membership audit")
-    print(run_dp(epsilons=(1.0, 8.0) if quick else (0.5, 1.0, 2.0, 4.0, 8.0),
-                 quick=quick, progress=_say))
-
-
-def _demo_overhead(quick: bool) -> None:
-    from pets.bench.he import run_he
-
-    _heading("4. What HE costs: the digits MLP against plaintext and TenSEAL's recipe")
-    print(run_he(batch=4096, latency_samples=2 if quick else 4,
-                 recipe_samples=2 if quick else 4, progress=_say))
-
-
 def demo(args: argparse.Namespace) -> int:
-    """The tour: encrypted inference, DP noise and budget, DP-SGD and audit, overhead."""
-    start = time.perf_counter()
-    _demo_encrypted_inference(args.quick)
-    _demo_differential_privacy(args.quick)
-    _demo_dp_training(args.quick)
-    if not args.skip_bench:
-        _demo_overhead(args.quick)
-    _say(f"demo finished in {time.perf_counter() - start:.0f} s")
+    """The tour: encrypted inference (in one process and over TCP), DP, DP-SGD, audit, cost."""
+    from pets.tour import run_tour
+
+    run_tour(quick=args.quick, skip_bench=args.skip_bench, say=_say)
     return 0
 
 

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
-from sklearn.preprocessing import StandardScaler
-from torch.utils.data import DataLoader, TensorDataset
 
 import pets.dp
+from pets.bench import audit as bench_audit
+from pets.bench.audit import split_digits
 from pets.dp.auditing.bounds import auc, clopper_pearson, epsilon_lower_bound, tpr_at_fpr
 from pets.errors import DPConfigurationError
 
@@ -59,54 +57,20 @@ def test_identical_distributions_give_no_evidence() -> None:
 @pytest.fixture(scope="module")
 def digits() -> tuple[Data, Data, Data]:
     """100 members, 100 non-members and a disjoint reference population."""
-    x, y = load_digits(return_X_y=True)
-    x = StandardScaler().fit_transform(x).astype(np.float32)
-    order = np.random.default_rng(0).permutation(len(x))
-    members, non_members, reference = np.split(order, [100, 200])
-    return (x[members], y[members]), (x[non_members], y[non_members]), (x[reference], y[reference])
-
-
-def mlp() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    split = split_digits(100, test=0)
+    return split.members, split.non_members, split.reference
 
 
 def train_overfit(x: np.ndarray, y: np.ndarray) -> torch.nn.Module:
-    model = mlp()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    features, labels = torch.as_tensor(x), torch.as_tensor(y, dtype=torch.long)
-    for _ in range(200):
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(features), labels).backward()
-        optimizer.step()
-    return model
+    return bench_audit.train_overfit(x, y, epochs=200)
 
 
-EPSILON, DELTA = 1.0, 1e-5
+EPSILON, DELTA = 1.0, bench_audit.DELTA
 
 
 def train_private(x: np.ndarray, y: np.ndarray) -> tuple[torch.nn.Module, float]:
-    model = mlp()
-    dataset = TensorDataset(torch.as_tensor(x), torch.as_tensor(y, dtype=torch.long))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        training = pets.dp.make_private(
-            module=model,
-            optimizer=torch.optim.SGD(model.parameters(), lr=0.5),
-            data_loader=DataLoader(dataset, batch_size=20),
-            target_epsilon=EPSILON,
-            target_delta=DELTA,
-            epochs=10,
-            max_grad_norm=1.0,
-            accountant="rdp",
-        )
-        for _ in range(training.epochs):
-            for features, labels in training.data_loader:
-                if len(labels):
-                    training.optimizer.zero_grad()
-                    torch.nn.functional.cross_entropy(training.module(features), labels).backward()
-                    training.optimizer.step()
-    return training.module, training.epsilon()
+    return bench_audit.train_private(x, y, epsilon=EPSILON, epochs=10, batch_size=20,
+                                     accountant="rdp")
 
 
 def test_the_audit_detects_leakage_from_an_overfit_model(digits: tuple[Data, Data, Data]) -> None:
@@ -152,7 +116,7 @@ def test_the_dp_twin_leaks_no_more_than_its_accounted_epsilon(
 def test_lira_without_reference_data_says_what_it_needs(digits: tuple[Data, Data, Data]) -> None:
     members, non_members, _ = digits
     with pytest.raises(DPConfigurationError, match=r"attack 'lira' needs reference=\(X, y\)"):
-        pets.dp.audit(mlp(), members, non_members, attacks=("lira",))
+        pets.dp.audit(bench_audit.make_model(), members, non_members, attacks=("lira",))
 
 
 def test_an_unknown_attack_lists_the_registered_ones(digits: tuple[Data, Data, Data]) -> None:
@@ -160,12 +124,12 @@ def test_an_unknown_attack_lists_the_registered_ones(digits: tuple[Data, Data, D
     with pytest.raises(
         DPConfigurationError, match=r"^unknown attack 'mia'. Fix: use one of lira, loss.$"
     ):
-        pets.dp.audit(mlp(), members, non_members, attacks=("mia",))
+        pets.dp.audit(bench_audit.make_model(), members, non_members, attacks=("mia",))
 
 
 def test_the_report_bounds_hold_jointly_across_attacks(digits: tuple[Data, Data, Data]) -> None:
     members, non_members, _ = digits
-    report = pets.dp.audit(mlp(), members, non_members, confidence=0.9)
+    report = pets.dp.audit(bench_audit.make_model(), members, non_members, confidence=0.9)
     assert report.confidence == 0.9
     assert report.epsilon_interval[0] == report.epsilon_lower_bound
     assert not math.isnan(report.auc)
