@@ -73,17 +73,34 @@ class Mechanism(ABC):
 
 
 class AdditiveMechanism(Mechanism):
-    """A mechanism that adds independent noise to each value: ``x + noise(shape)``."""
+    """A mechanism that adds independent noise to each value: ``x + noise(shape)``.
+
+    Subclasses set ``_epsilon``, ``_sensitivity`` and ``_scale`` (and ``_delta``
+    for approximate DP) when they calibrate.
+    """
+
+    _epsilon: float
+    _delta: float = 0.0
+    _sensitivity: float
+    _scale: float
 
     @property
-    @abstractmethod
+    def epsilon(self) -> float:
+        return self._epsilon
+
+    @property
+    def delta(self) -> float:
+        return self._delta
+
+    @property
     def scale(self) -> float:
         """The noise scale (Laplace ``b``, Gaussian standard deviation ``sigma``)."""
+        return self._scale
 
     @property
-    @abstractmethod
     def sensitivity(self) -> float:
         """The bound on how much one person can change the input (L1 or L2)."""
+        return self._sensitivity
 
     @abstractmethod
     def noise(self, shape: int | tuple[int, ...]) -> npt.NDArray[Any]:

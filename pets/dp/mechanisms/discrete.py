@@ -79,18 +79,6 @@ class DiscreteLaplaceMechanism(AdditiveMechanism):
         self._scale = _certified_laplace_scale(self._epsilon, self._sensitivity)
 
     @property
-    def epsilon(self) -> float:
-        return self._epsilon
-
-    @property
-    def sensitivity(self) -> float:
-        return self._sensitivity
-
-    @property
-    def scale(self) -> float:
-        return self._scale
-
-    @property
     def std(self) -> float:
         """Exact: variance of the discrete Laplace is 2 q / (1 - q)^2 with q = exp(-1/b)."""
         q = math.exp(-1.0 / self._scale)
@@ -135,22 +123,6 @@ class DiscreteGaussianMechanism(AdditiveMechanism):
         self._delta = check_delta(delta, allow_zero=False)
         self._sensitivity = check_sensitivity(sensitivity)
         self._scale = _certified_gaussian_scale(self._epsilon, self._delta, self._sensitivity)
-
-    @property
-    def epsilon(self) -> float:
-        return self._epsilon
-
-    @property
-    def delta(self) -> float:
-        return self._delta
-
-    @property
-    def sensitivity(self) -> float:
-        return self._sensitivity
-
-    @property
-    def scale(self) -> float:
-        return self._scale
 
     def __call__(self, x: Any) -> npt.NDArray[np.int64]:
         return _sampling.sample_int("gaussian", _as_integers(x), scale=self._scale)

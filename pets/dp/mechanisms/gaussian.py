@@ -109,23 +109,7 @@ class GaussianMechanism(AdditiveMechanism):
         self._sensitivity = check_sensitivity(sensitivity)
         self.calibration = calibration
         self._sigma = gaussian_sigma(self._epsilon, self._delta, calibration=calibration)
-
-    @property
-    def epsilon(self) -> float:
-        return self._epsilon
-
-    @property
-    def delta(self) -> float:
-        return self._delta
-
-    @property
-    def sensitivity(self) -> float:
-        return self._sensitivity
-
-    @property
-    def scale(self) -> float:
-        """The noise standard deviation sigma."""
-        return self._sigma * self._sensitivity
+        self._scale = self._sigma * self._sensitivity  # the noise standard deviation
 
     def sampling_parameters(self, size: int) -> tuple[float, int]:
         """``(sigma, k)`` given to OpenDP for ``size`` values, rounding paid for."""

@@ -40,14 +40,6 @@ class LaplaceMechanism(AdditiveMechanism):
         self._sensitivity = check_sensitivity(sensitivity)
 
     @property
-    def epsilon(self) -> float:
-        return self._epsilon
-
-    @property
-    def sensitivity(self) -> float:
-        return self._sensitivity
-
-    @property
     def scale(self) -> float:
         """Laplace ``b``: noise std is ``sqrt(2) * b``."""
         return self._sensitivity / self._epsilon
