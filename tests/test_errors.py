@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import pets
-from pets.registry import register_lazy_backend
+from pets import registry
 
 
 def test_unknown_backend_lists_registered_names() -> None:
@@ -20,8 +20,9 @@ def test_unknown_backend_lists_registered_names() -> None:
         pets.backend("paillier")
 
 
-def test_missing_engine_names_the_install_command() -> None:
-    register_lazy_backend("ghost", "pets_ghost_engine", "GhostBackend", "pets[ghost]")
+def test_missing_engine_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_LAZY", dict(registry._LAZY))  # registration undone after
+    registry.register_lazy_backend("ghost", "pets_ghost_engine", "GhostBackend", "pets[ghost]")
     with pytest.raises(pets.BackendNotInstalledError, match=re.escape(
         "backend 'ghost' needs an engine that is not installed (pets_ghost_engine); "
         "install it with: pip install 'pets[ghost]'"

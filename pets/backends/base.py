@@ -229,9 +229,14 @@ class Backend(ABC):
 
     # ---- helpers -------------------------------------------------------------
 
+    @property
+    def default_layout(self) -> str:
+        """The packing ``encrypt`` uses when none is named."""
+        return self.layouts[0]
+
     def _check_layout(self, layout: str | None) -> str:
         if layout is None:
-            return self.layouts[0]
+            return self.default_layout
         if layout not in self.layouts:
             raise ValueError(
                 f"{self.name} backend has no layout {layout!r}; choose one of: "

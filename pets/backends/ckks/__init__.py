@@ -42,7 +42,7 @@ PER_SAMPLE_MAX_ROWS = 16
 class CKKSBackend(Backend):
     """CKKS via TenSEAL: a client encrypts, a server evaluates with the public copy."""
 
-    tolerance: ClassVar[float] = 1e-3
+    tolerance: ClassVar[float] = 1e-4
     layouts: ClassVar[tuple[str, ...]] = (BATCHED, PER_SAMPLE)
 
     def __init__(
@@ -117,6 +117,10 @@ class CKKSBackend(Backend):
         if steps and self.keys.has_secret_key:
             self.keys.ensure_rotations(steps)
 
+    @property
+    def default_layout(self) -> str:
+        return self._default_layout
+
     def choose_layout(self, rows: int) -> str:
         """Per-sample packing for a few samples (latency), batched beyond (throughput)."""
         return PER_SAMPLE if rows <= PER_SAMPLE_MAX_ROWS else BATCHED
@@ -134,11 +138,6 @@ class CKKSBackend(Backend):
         return info
 
     # ---- primitives ----------------------------------------------------------------
-
-    def _check_layout(self, layout: str | None) -> str:
-        if layout is None:
-            return getattr(self, "_default_layout", self.layouts[0])
-        return super()._check_layout(layout)
 
     def _encrypt(self, matrix: np.ndarray, layout: str) -> CKKSData:
         limit = self.params.max_abs_value

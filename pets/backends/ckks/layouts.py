@@ -18,6 +18,7 @@ import numpy as np
 
 from pets.backends.ckks.arithmetic import Arithmetic
 from pets.backends.ckks.matvec import MatVec, next_power_of_two
+from pets.errors import ShapeMismatchError
 
 __all__ = ["BATCHED", "PER_SAMPLE", "CKKSData", "Packing"]
 
@@ -68,8 +69,6 @@ class Packing:
         return np.tile(block, self.slots // period)
 
     def check_fits(self, layout: str, cols: int) -> None:
-        from pets.errors import ShapeMismatchError
-
         if layout == PER_SAMPLE and next_power_of_two(cols) > self.slots:
             raise ShapeMismatchError(
                 f"a per_sample ciphertext holds at most {self.slots} features, got {cols}; "
