@@ -1,0 +1,35 @@
+"""The HE example and the command line run end to end (the DP examples: tests/dp)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> str:
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                            timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def test_encrypted_inference_example_keeps_plaintext_accuracy() -> None:
+    out = run(str(ROOT / "examples" / "encrypted_inference.py"), "--quick")
+    assert out.count("predictions agree on 100.0%") == 2  # batched and per-sample
+
+
+def test_cli_info_lists_backends() -> None:
+    out = run("-m", "pets", "info")
+    assert "plain    ok" in out and "ckks     ok" in out
+
+
+def test_cli_reports_pets_errors_without_a_traceback() -> None:
+    result = subprocess.run([sys.executable, "-m", "pets", "infer", "--port", "1",
+                             "--timeout", "2"], capture_output=True, text=True, timeout=120,
+                            cwd=ROOT)
+    assert result.returncode == 2
+    assert result.stderr.startswith("pets: PartyError: cannot reach 127.0.0.1:1")
+    assert "Traceback" not in result.stderr
