@@ -121,6 +121,15 @@ class Backend(ABC):
         """The packing for ``rows`` samples when the caller does not say (the default here)."""
         return self.layouts[0]
 
+    def add_noise(self, tensor: PrivateTensor, mechanism: Any) -> PrivateTensor:
+        """``tensor`` plus ``mechanism.noise(shape)``, added where the data is (for release).
+
+        Here the caller draws the noise and adds it homomorphically: right when
+        the caller holds the key (HE output perturbation). A backend whose parties
+        must not know the noise (MPC) overrides this to add noise shares instead.
+        """
+        return tensor + np.asarray(mechanism.noise(tuple(tensor.shape)), dtype=np.float64)
+
     def prepare(self, requirements: Requirements) -> None:  # noqa: B027 (optional hook)
         """Make parameters and keys fit a computation (called by ``compile``)."""
 

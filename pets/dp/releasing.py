@@ -2,11 +2,13 @@
 
 :func:`release` is what the key holder (HE) or the parties (MPC) call to turn a
 private result into a differentially private plaintext. It uses only the
-public backend contract: ``tensor.backend``, ``tensor.shape``,
-``tensor + numpy_array`` and ``backend.decrypt(tensor)``. The noise is added
-*inside* the backend, so the exact result is never decrypted: under HE the
-noise is added to the ciphertext; under MPC the backend's ``+`` adds it to the
-shares before they are revealed.
+public backend contract: ``backend.add_noise(tensor, mechanism)`` and
+``backend.decrypt(tensor)``. The noise is added *inside* the backend, so the
+exact result is never decrypted: under HE the key holder's draw is added to
+the ciphertext (it protects the result from those it is released to; the key
+holder could decrypt it exactly anyway); an MPC backend overrides
+``add_noise`` so that the parties add noise shares and no single party knows
+the total noise.
 """
 
 from __future__ import annotations
@@ -60,7 +62,6 @@ def release(
             "DiscreteLaplaceMechanism or DiscreteGaussianMechanism."
         )
     backend = tensor.backend
-    noise = np.asarray(mechanism.noise(tuple(tensor.shape)), dtype=np.float64)
     if budget is not None:
         budget.spend_mechanism(mechanism, label=label)
-    return np.asarray(backend.decrypt(tensor + noise))
+    return np.asarray(backend.decrypt(backend.add_noise(tensor, mechanism)))
