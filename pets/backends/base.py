@@ -79,8 +79,15 @@ class Backend(ABC):
 
     # ---- public API, written once ------------------------------------------
 
-    def encrypt(self, data: Any, *, layout: str | None = None) -> PrivateTensor:
+    def encrypt(
+        self, data: Any, *, layout: str | None = None,
+        first_product: tuple[int, int] | None = None,
+    ) -> PrivateTensor:
         """Encrypt (or secret-share) a numpy array or torch tensor of up to 2 dimensions.
+
+        ``first_product=(n, m)`` says the first operation will be ``@`` an
+        ``n x m`` plain matrix; a backend may pack for it (``PrivateModel.encrypt``
+        passes it). Such a tensor may then only be multiplied by that matrix.
 
         >>> import pets
         >>> be = pets.backend("plain")
@@ -91,7 +98,8 @@ class Backend(ABC):
 
         array = plain_array(data, what="encrypt")
         chosen = self._check_layout(layout)
-        return PrivateTensor(self, self._encrypt(as_matrix(array), chosen), array.shape)
+        native = self._encrypt(as_matrix(array), chosen, first_product=first_product)
+        return PrivateTensor(self, native, array.shape)
 
     def decrypt(self, tensor: PrivateTensor) -> np.ndarray:
         """Decrypt (or reveal) a private tensor to a numpy array of its shape."""
@@ -188,7 +196,9 @@ class Backend(ABC):
     # ---- primitives ----------------------------------------------------------
 
     @abstractmethod
-    def _encrypt(self, matrix: np.ndarray, layout: str) -> Native: ...
+    def _encrypt(
+        self, matrix: np.ndarray, layout: str, *, first_product: tuple[int, int] | None = None
+    ) -> Native: ...
 
     @abstractmethod
     def _decrypt(self, native: Native) -> np.ndarray: ...

@@ -30,7 +30,9 @@ class PlainBackend(Backend):
     tolerance: ClassVar[float] = 1e-12
     layouts: ClassVar[tuple[str, ...]] = ("dense",)
 
-    def _encrypt(self, matrix: np.ndarray, layout: str) -> np.ndarray:
+    def _encrypt(
+        self, matrix: np.ndarray, layout: str, *, first_product: tuple[int, int] | None = None
+    ) -> np.ndarray:
         return np.array(matrix, dtype=np.float64)
 
     def _decrypt(self, native: np.ndarray) -> np.ndarray:

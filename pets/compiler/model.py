@@ -22,7 +22,7 @@ import numpy as np
 from pets.backends.base import Backend, Requirements
 from pets.compiler.approximate import Approximation
 from pets.compiler.build import Program
-from pets.compiler.layers import Layer, Polynomial
+from pets.compiler.layers import Affine, Layer, Polynomial
 from pets.errors import ShapeMismatchError
 from pets.tensor import PrivateTensor
 
@@ -191,7 +191,17 @@ class PrivateModel:
         (``backend.choose_layout(rows)``: CKKS picks ``"per_sample"`` or ``"batched"``).
         """
         flat = self.flatten(data)
-        return self.backend.encrypt(flat, layout=layout or self.backend.choose_layout(len(flat)))
+        return self.backend.encrypt(
+            flat, layout=layout or self.backend.choose_layout(len(flat)),
+            first_product=self._first_product(),
+        )
+
+    def _first_product(self) -> tuple[int, int] | None:
+        """``(n, m)`` when the input feeds one product only, so the backend may pack for it."""
+        readers = [layer for layer in self.layers if self._input_name in layer.inputs]
+        if len(readers) == 1 and isinstance(readers[0], Affine) and len(readers[0].inputs) == 1:
+            return readers[0].matmul_shapes[0]
+        return None
 
     def decrypt(self, tensor: PrivateTensor) -> np.ndarray:
         """Decrypt an output to ``(B, *output_shape)`` (needs the secret key)."""

@@ -27,7 +27,7 @@ from pets.backends.ckks import seal_io
 from pets.backends.ckks.arithmetic import Arithmetic
 from pets.backends.ckks.keys import KeySet
 from pets.backends.ckks.layouts import BATCHED, PER_SAMPLE, CKKSData, Packing
-from pets.backends.ckks.matvec import plan_matvec
+from pets.backends.ckks.matvec import can_stage, plan_matvec, staged_steps
 from pets.backends.ckks.params import CKKSParameters, choose_parameters
 from pets.errors import ParameterError, SerializationError, ValueRangeError
 from pets.registry import register_backend
@@ -110,10 +110,15 @@ class CKKSBackend(Backend):
                 "(e.g. standardise it) or pass coeff_mod_bit_sizes with a larger first prime"
             )
         steps: set[int] = set()
+        slots = self.params.slots
         for n, m in requirements.matmul_shapes:
             steps |= plan_matvec(n, m, self._baby).steps
+        if requirements.matmul_shapes and can_stage(*requirements.matmul_shapes[0], slots):
+            # a model's per-sample input is staged for its first product (see matvec)
+            first = plan_matvec(*requirements.matmul_shapes[0])
+            steps |= staged_steps(first.d, slots)
         if requirements.needs_sum:
-            steps |= {1 << i for i in range(self.params.slots.bit_length() - 1)}
+            steps |= {1 << i for i in range(slots.bit_length() - 1)}
         if steps and self.keys.has_secret_key:
             self.keys.ensure_rotations(steps)
 
@@ -139,7 +144,9 @@ class CKKSBackend(Backend):
 
     # ---- primitives ----------------------------------------------------------------
 
-    def _encrypt(self, matrix: np.ndarray, layout: str) -> CKKSData:
+    def _encrypt(
+        self, matrix: np.ndarray, layout: str, *, first_product: tuple[int, int] | None = None
+    ) -> CKKSData:
         limit = self.params.max_abs_value
         largest = float(np.abs(matrix).max()) if matrix.size else 0.0
         if largest > limit:
@@ -148,7 +155,7 @@ class CKKSBackend(Backend):
                 "parameters keep precisely; scale the data down (e.g. standardise it) or pass "
                 "coeff_mod_bit_sizes with a larger first prime"
             )
-        return self._packing.encrypt(matrix, layout)
+        return self._packing.encrypt(matrix, layout, first_product)
 
     def _decrypt(self, native: CKKSData) -> np.ndarray:
         return self._packing.decrypt(native)
@@ -189,7 +196,8 @@ class CKKSBackend(Backend):
 
     def _dump_tensor(self, a: CKKSData) -> tuple[dict[str, Any], list[bytes]]:
         meta = {"layout": a.layout, "rows": a.rows, "cols": a.cols,
-                "groups": [len(g) for g in a.cts], "replicated": a.replicated}
+                "groups": [len(g) for g in a.cts], "replicated": a.replicated,
+                "staged_for": a.staged_for}
         return meta, [seal_io.dump(ct) for ct in a.flat()]
 
     def _load_tensor(self, meta: dict[str, Any], blobs: list[bytes]) -> CKKSData:
@@ -197,6 +205,8 @@ class CKKSBackend(Backend):
             layout, rows, cols = str(meta["layout"]), int(meta["rows"]), int(meta["cols"])
             groups = [int(g) for g in meta["groups"]]
             replicated = bool(meta["replicated"])
+            staged = meta.get("staged_for")
+            staged_for = None if staged is None else (int(staged[0]), int(staged[1]))
         except (KeyError, TypeError, ValueError) as exc:
             raise SerializationError(f"CKKS tensor bytes have a malformed header: {exc}") from exc
         slots = self.params.slots
@@ -223,7 +233,7 @@ class CKKSBackend(Backend):
         levels = {self._packing.arith.level(ct).index for g in cts for ct in g}
         if len(levels) > 1:
             raise SerializationError("the ciphertexts of one tensor are at different levels")
-        return CKKSData(layout, rows, cols, tuple(cts), replicated)
+        return CKKSData(layout, rows, cols, tuple(cts), replicated, staged_for)
 
     def _dump_keys(self, *, include_secret_key: bool) -> tuple[dict[str, Any], list[bytes]]:
         params = self.params

@@ -201,8 +201,12 @@ class Arithmetic:
 
     def sum_slots(self, ct: Ciphertext, period: int) -> Ciphertext:
         """Every slot gets the sum of the ``period`` slots starting at it (log2 rotations)."""
-        step = 1
-        while step < period:
+        return self.sum_slots_by(ct, 1, period)
+
+    def sum_slots_by(self, ct: Ciphertext, stride: int, span: int) -> Ciphertext:
+        """Every slot gets the sum of the ``span / stride`` slots ``stride`` apart from it."""
+        step = stride
+        while step < span:
             rotated = self.rotate(ct, step)
             out = self._sealapi.Ciphertext()
             self.ev.add(ct, rotated, out)

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from pets.backends.ckks.arithmetic import Arithmetic
-from pets.backends.ckks.matvec import MatVec, next_power_of_two
-from pets.errors import ShapeMismatchError
+from pets.backends.ckks.matvec import MatVec, can_stage, next_power_of_two, stage
+from pets.errors import LayoutMismatchError, ShapeMismatchError
 
 __all__ = ["BATCHED", "PER_SAMPLE", "CKKSData", "Packing"]
 
@@ -33,6 +33,8 @@ class CKKSData:
     ``batched``: ``cts[chunk][col]``; ``per_sample``: ``cts[row][0]``.
     ``replicated`` marks a batched tensor whose every slot holds the value of
     row 0 (after a sum over samples), so unused slots are not zero.
+    ``staged_for`` marks per-sample input laid out for its first product
+    (:func:`~pets.backends.ckks.matvec.stage`): only that product may follow.
     """
 
     layout: str
@@ -40,6 +42,7 @@ class CKKSData:
     cols: int
     cts: tuple[tuple[Any, ...], ...]
     replicated: bool = False
+    staged_for: tuple[int, int] | None = None
 
     def flat(self) -> list[Any]:
         return [ct for group in self.cts for ct in group]
@@ -77,9 +80,15 @@ class Packing:
 
     # ---- encrypt / decrypt ----------------------------------------------------
 
-    def encrypt(self, matrix: np.ndarray, layout: str) -> CKKSData:
+    def encrypt(self, matrix: np.ndarray, layout: str,
+                first_product: tuple[int, int] | None = None) -> CKKSData:
         rows, cols = matrix.shape
         self.check_fits(layout, cols)
+        if (layout == PER_SAMPLE and first_product is not None and first_product[0] == cols
+                and can_stage(*first_product, self.slots)):
+            n, m = first_product
+            cts = tuple((self.arith.encrypt(stage(row, n, m, self.slots)),) for row in matrix)
+            return CKKSData(layout, rows, cols, cts, staged_for=(n, m))
         if layout == BATCHED:
             cts = tuple(
                 tuple(
@@ -104,7 +113,19 @@ class Packing:
 
     # ---- element-wise ----------------------------------------------------------
 
+    @staticmethod
+    def unstaged(*tensors: CKKSData) -> None:
+        for t in tensors:
+            if t.staged_for is not None:
+                n, m = t.staged_for
+                raise LayoutMismatchError(
+                    f"this per_sample tensor is packed for its first product with a {n}x{m} "
+                    "matrix (PrivateModel.encrypt does that); run the model on it, or encrypt "
+                    "with backend.encrypt(x, layout='per_sample') for other operations"
+                )
+
     def map_pairs(self, a: CKKSData, b: CKKSData, op: Any) -> CKKSData:
+        self.unstaged(a, b)
         cts = tuple(
             tuple(op(x, y) for x, y in zip(ga, gb, strict=True))
             for ga, gb in zip(a.cts, b.cts, strict=True)
@@ -113,6 +134,7 @@ class Packing:
 
     def map_plain(self, a: CKKSData, plain: np.ndarray, op: Any) -> CKKSData:
         """``op(ct, slot_vector)`` for every ciphertext, the plain matrix packed to match."""
+        self.unstaged(a)
         full = np.broadcast_to(plain, (a.rows, a.cols))
         if a.layout == BATCHED:
             cts = []
@@ -135,6 +157,7 @@ class Packing:
     # ---- reductions and products -------------------------------------------------
 
     def sum_rows(self, a: CKKSData) -> CKKSData:
+        self.unstaged(a)
         if a.layout == PER_SAMPLE:
             return CKKSData(a.layout, 1, a.cols, ((self.arith.add_many(a.flat()),),))
         if a.replicated:
@@ -149,6 +172,7 @@ class Packing:
         return CKKSData(a.layout, 1, a.cols, (tuple(columns),), replicated=True)
 
     def sum_cols(self, a: CKKSData) -> CKKSData:
+        self.unstaged(a)
         if a.layout == BATCHED:
             cts = tuple((self.arith.add_many(list(chunk)),) for chunk in a.cts)
             return CKKSData(a.layout, a.rows, 1, cts, a.replicated)
@@ -167,10 +191,13 @@ class Packing:
                 chunks.append(tuple(self._or_zero(ct, level) for ct in columns))
             return CKKSData(a.layout, a.rows, out_cols, tuple(chunks), a.replicated)
         self.check_fits(PER_SAMPLE, max(a.cols, out_cols))
+        if a.staged_for not in (None, matrix.shape):
+            self.unstaged(a)
+        apply = self.matvec.apply if a.staged_for is None else self.matvec.apply_staged
         rows = []
         for group in a.cts:
             level = self.arith.below(self.arith.level(group[0]), "a matrix product")
-            rows.append((self._or_zero(self.matvec.apply(group[0], matrix), level),))
+            rows.append((self._or_zero(apply(group[0], matrix), level),))
         return CKKSData(a.layout, a.rows, out_cols, tuple(rows))
 
     def _or_zero(self, ct: Any, level: Any) -> Any:

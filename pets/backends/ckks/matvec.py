@@ -13,6 +13,14 @@ Splitting ``k = g*j + i`` turns the ``d`` rotations into ``g - 1`` baby steps of
     y = sum_j rot( sum_i rot(diag_{gj+i}, -gj) * rot(x, i), gj )
 
 The rotated diagonals are plaintexts made once per (matrix, level) and cached.
+
+**Staged input** (the first product of a model). The client can lay out its
+own sample any way it likes for free, so for the first product it puts
+``rot(x, b)`` in slot block ``b`` (blocks of ``d`` slots, ``d * d <= slots``).
+One plaintext multiplication by the diagonals laid out the same way, then a
+rotate-and-sum over the blocks (``log2(slots / d)`` rotations by multiples of
+``d``) gives ``y`` in the ordinary repeated layout: 6 rotations instead of 14
+for a 64 x 32 layer at N=8192.
 """
 
 from __future__ import annotations
@@ -61,6 +69,29 @@ def plan_matvec(n: int, m: int, baby: int | None = None) -> MatVecPlan:
     return MatVecPlan(n, m, period_in, period_out, d, min(baby, d))
 
 
+def staged_steps(d: int, slots: int) -> set[int]:
+    """Rotations that sum the ``slots / d`` blocks of a staged product."""
+    return {d << j for j in range(max(0, (slots // d).bit_length() - 1))}
+
+
+def can_stage(n: int, m: int, slots: int) -> bool:
+    d = plan_matvec(n, m).d
+    return d * d <= slots
+
+
+def stage(row: np.ndarray, n: int, m: int, slots: int) -> np.ndarray:
+    """The client's slot vector for ``row`` when its first product is ``n x m``."""
+    plan = plan_matvec(n, m)
+    d = plan.d
+    base = np.zeros(d)
+    base[: len(row)] = row
+    base = np.tile(base[: plan.period_in], d // plan.period_in)
+    blocks = np.zeros(slots)
+    index = (np.arange(d)[None, :] + np.arange(d)[:, None]) % d  # block b, slot s -> (s + b) % d
+    blocks[: d * d] = base[index].ravel()
+    return blocks
+
+
 class MatVec:
     """Per-sample ``x @ W`` for one key set, caching encoded diagonals."""
 
@@ -100,6 +131,28 @@ class MatVec:
             self._cache.clear()
         self._cache[key] = blocks
         return blocks
+
+    def apply_staged(self, ct: Any, matrix: np.ndarray) -> Any:
+        """``x @ matrix`` for a ciphertext laid out by :func:`stage`: one product, log rotations."""
+        plan = self.plan(*matrix.shape)
+        d = plan.d
+        self.arith.keys.ensure_rotations(staged_steps(d, self.slots))
+        level = self.arith.level(ct)
+        scale = self.arith.factor_scale(ct)
+        key = (hashlib.sha1(matrix.tobytes() + b"staged").hexdigest(), level.index, scale)
+        if key not in self._cache:
+            padded = np.zeros((d, plan.period_out))
+            padded[: plan.n, : plan.m] = matrix
+            s = np.arange(d)
+            diagonals = np.zeros(self.slots)
+            diagonals[: d * d] = np.concatenate(
+                [padded[(s + b) % d, s % plan.period_out] for b in range(d)]
+            )
+            self._cache[key] = [[self.arith.encode(diagonals, level, scale)]]
+        out = self.arith.multiply_encoded(ct, self._cache[key][0][0], rescale=False)
+        out = self.arith.sum_slots_by(out, d, self.slots)
+        self.arith.ev.rescale_to_next_inplace(out)
+        return out
 
     def apply(self, ct: Any, matrix: np.ndarray) -> Any:
         """``x @ matrix`` for one per-sample ciphertext; output period ``p_out``."""
