@@ -69,6 +69,7 @@ def _serve_one(conn: Connection, net: Any, example_input: Any, reference: Any) -
         "depth": req.depth,
         "matmul_shapes": [list(s) for s in req.matmul_shapes],
         "max_abs": float(req.extra.get("max_abs", 0.0)),
+        "first_product": req.first_product,
     }).encode())
     backend = pets.load_backend(_expect(conn, KEYS).payload)
     if backend.has_secret_key:
@@ -132,9 +133,12 @@ class InferenceClient:
         self.input_shape = tuple(info["input_shape"])
         self.output_shape = tuple(info["output_shape"])
         self.backend = pets.backend("ckks", **backend_options)
+        first = info.get("first_product")
+        self.first_product = None if first is None else (int(first[0]), int(first[1]))
         self.backend.prepare(pets.Requirements(
             depth=info["depth"],
             matmul_shapes=tuple(tuple(s) for s in info["matmul_shapes"]),
+            first_product=self.first_product,
             extra={"max_abs": info["max_abs"]},
         ))
         self.conn.send(KEYS, self.backend.public().to_bytes())
@@ -151,7 +155,8 @@ class InferenceClient:
             )
         flat = array.reshape(-1, size)
         chosen = layout or self.backend.choose_layout(len(flat))
-        self.conn.send(INFER, self.backend.encrypt(flat, layout=chosen).to_bytes())
+        tensor = self.backend.encrypt(flat, layout=chosen, first_product=self.first_product)
+        self.conn.send(INFER, tensor.to_bytes())
         result = self.backend.load_tensor(_expect(self.conn, RESULT).payload)
         return self.backend.decrypt(result).reshape(len(flat), *self.output_shape)
 

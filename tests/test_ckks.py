@@ -35,7 +35,7 @@ def test_parameters_can_be_overridden_and_are_visible() -> None:
 
 def test_only_the_rotation_keys_a_product_needs_are_made() -> None:
     be = pets.backend("ckks", depth=1)
-    be.prepare(pets.Requirements(depth=1, matmul_shapes=((16, 4),)))
+    be.prepare(pets.Requirements(depth=1, matmul_shapes=((16, 4),), first_product=(16, 4)))
     plan = plan_matvec(16, 4)
     staged = {16 << j for j in range(8)}  # first product: 16 * 2^j up to N/4
     assert set(be.describe()["rotation_steps"]) == plan.steps | staged

@@ -61,6 +61,9 @@ class Requirements:
     layout: str | None = None
     needs_sum: bool = False
     max_rows: int = 1
+    #: ``(n, m)`` when the input feeds a single ``n x m`` product first: the backend may
+    #: pack inputs for it (``Backend.encrypt(..., first_product=...)``)
+    first_product: tuple[int, int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -91,6 +91,7 @@ class PrivateModel:
             depth=self.depth,
             matmul_shapes=matmul_shapes(self.layers),
             max_rows=max_rows or len(example),
+            first_product=self._first_product(),
             extra={"max_abs": max(ranges.values(), default=0.0)},
         )
 
@@ -193,7 +194,7 @@ class PrivateModel:
         flat = self.flatten(data)
         return self.backend.encrypt(
             flat, layout=layout or self.backend.choose_layout(len(flat)),
-            first_product=self._first_product(),
+            first_product=self.requirements.first_product,
         )
 
     def _first_product(self) -> tuple[int, int] | None:

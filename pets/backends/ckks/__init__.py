@@ -113,10 +113,10 @@ class CKKSBackend(Backend):
         slots = self.params.slots
         for n, m in requirements.matmul_shapes:
             steps |= plan_matvec(n, m, self._baby).steps
-        if requirements.matmul_shapes and can_stage(*requirements.matmul_shapes[0], slots):
+        first = requirements.first_product
+        if first is not None and can_stage(*first, slots):
             # a model's per-sample input is staged for its first product (see matvec)
-            first = plan_matvec(*requirements.matmul_shapes[0])
-            steps |= staged_steps(first.d, slots)
+            steps |= staged_steps(plan_matvec(*first).d, slots)
         if requirements.needs_sum:
             steps |= {1 << i for i in range(slots.bit_length() - 1)}
         if steps and self.keys.has_secret_key:
