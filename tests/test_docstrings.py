@@ -1,0 +1,31 @@
+"""The ``>>>`` examples in the core modules' docstrings run and print what they show."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "pets",
+    "pets.registry",
+    "pets.tensor",
+    "pets.polynomial",
+    "pets.measure",
+    "pets.backends.base",
+    "pets.backends.plain",
+    "pets.backends.ckks",
+    "pets.backends.ckks.params",
+    "pets.compiler",
+    "pets.compiler.model",
+    "pets.cli",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    module = importlib.import_module(name)
+    failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert tried > 0, f"{name} has no examples"
+    assert failures == 0
