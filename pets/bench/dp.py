@@ -145,6 +145,8 @@ def run_dp(*, epsilons: Sequence[float] = (0.5, 1.0, 2.0, 4.0, 8.0), quick: bool
                    "test accuracy"])
     ratios: dict[str, float] = {}
     base_epoch = float("nan")
+    warm = prepare(train_set, epochs=1, epsilon=None)  # torch's first-use costs, untimed
+    run_epoch(warm.model, warm.optimizer, warm.loader)
     for epsilon in (None, *epsilons):
         name = "non-private SGD" if epsilon is None else "DP-SGD (Opacus)"
         say(f"{name}{'' if epsilon is None else f' at epsilon={epsilon:g}'}: {epochs} epochs")

@@ -14,6 +14,7 @@ Philox generators, and :class:`InsecureRNGWarning` says so.
 
 from __future__ import annotations
 
+import secrets
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,14 @@ _OPACUS_NOISE = (
     ".*[Ss]ecure RNG turned off.*",  # replaced by InsecureRNGWarning
     ".*Optimal order is the (largest|smallest) alpha.*",
 )
+
+
+def _unpredictable_generator() -> torch.Generator:
+    """A torch generator seeded from the OS CSPRNG, independent of ``torch.manual_seed``."""
+    torch_module = require("torch", purpose="DP-SGD")
+    generator: torch.Generator = torch_module.Generator()
+    generator.manual_seed(secrets.randbits(63))
+    return generator
 
 
 class InsecureRNGWarning(UserWarning):
@@ -169,8 +178,10 @@ def make_private(
 
     warnings.warn(
         "DP-SGD noise comes from torch's non-cryptographic PRNG: Opacus secure_mode needs "
-        "torchcsprng, which is unavailable. The accounted epsilon assumes ideal randomness; "
-        "an attacker who can predict the generator's state is not covered.",
+        "torchcsprng, which is unavailable. pets seeds the noise and sampling generators "
+        "from the OS CSPRNG (so torch.manual_seed does not make the noise predictable), but "
+        "the generator itself is not cryptographic; the accounted epsilon assumes ideal "
+        "randomness.",
         InsecureRNGWarning,
         stacklevel=2,
     )
@@ -212,7 +223,11 @@ def make_private(
             noise_multiplier=noise_multiplier,
             max_grad_norm=max_grad_norm,
             poisson_sampling=poisson_sampling,
+            noise_generator=_unpredictable_generator(),
         )
+        sampler: Any = getattr(data_loader, "batch_sampler", None)
+        if poisson_sampling and hasattr(sampler, "generator"):  # Opacus' Poisson sampler
+            sampler.generator = _unpredictable_generator()
     return PrivateTraining(
         module=module,
         optimizer=optimizer,

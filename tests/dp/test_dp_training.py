@@ -146,3 +146,33 @@ def test_a_bad_target_epsilon_is_refused_before_opacus_sees_it() -> None:
         match=re.escape("target_epsilon must be finite and > 0, got -1.0."),
     ):
         private(mlp(), target_epsilon=-1.0)
+
+
+def test_dp_sgd_noise_does_not_follow_torch_manual_seed() -> None:
+    """Seeding torch (as most scripts do) must not make the DP noise predictable."""
+    import warnings
+
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import pets.dp
+
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 2)
+        data = TensorDataset(torch.randn(64, 3), torch.randint(0, 2, (64,)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            training = pets.dp.make_private(
+                module=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                data_loader=DataLoader(data, batch_size=16), target_epsilon=2.0,
+                target_delta=1e-5, epochs=1, max_grad_norm=1.0, accountant="rdp",
+            )
+            for x, y in training.data_loader:
+                if len(y):
+                    training.optimizer.zero_grad()
+                    torch.nn.functional.cross_entropy(training.module(x), y).backward()
+                    training.optimizer.step()
+        weights.append(model.weight.detach().clone())
+    assert not torch.equal(weights[0], weights[1])
