@@ -66,7 +66,7 @@ class PrivateTensor:
     with a plain matrix; ``sum``; negation; ``polyval``.
     """
 
-    __array_priority__ = 1000  # numpy defers ``ndarray + PrivateTensor`` to us
+    __array_ufunc__ = None  # numpy defers ``ndarray + PrivateTensor`` to our reflected operators
 
     def __init__(self, backend: Backend, data: Any, shape: Sequence[int]) -> None:
         self.backend = backend
@@ -232,3 +232,9 @@ class PrivateTensor:
 
     def __matmul__(self, other: Any) -> PrivateTensor:
         return self.matmul(other)
+
+    def __rmatmul__(self, other: Any) -> PrivateTensor:
+        raise TypeError(
+            "plain @ private is not supported: a private tensor holds samples as rows, so "
+            "write x @ W (for a torch Linear weight: x @ W.T)"
+        )

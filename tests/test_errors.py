@@ -77,6 +77,14 @@ def test_matmul_with_wrong_rows(any_backend: pets.Backend) -> None:
         any_backend.encrypt(np.ones((2, 3))) @ np.ones((4, 2))
 
 
+def test_plain_matrix_on_the_left(any_backend: pets.Backend) -> None:
+    with pytest.raises(TypeError, match=re.escape(
+        "plain @ private is not supported: a private tensor holds samples as rows, so write "
+        "x @ W (for a torch Linear weight: x @ W.T)"
+    )):
+        np.ones((2, 2)) @ any_backend.encrypt(np.ones((2, 2)))
+
+
 def test_more_than_two_dimensions(any_backend: pets.Backend) -> None:
     with pytest.raises(pets.ShapeMismatchError, match=re.escape(
         "encrypt takes arrays of at most 2 dimensions (samples, features), got shape (1, 2, 2)"
