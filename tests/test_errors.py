@@ -269,3 +269,38 @@ def test_forged_shape_is_caught(any_backend: pets.Backend) -> None:
         "pets tensor bytes say shape (2, 2) but hold a 1x2 matrix; they are corrupted"
     )):
         pets.load_tensor(pack(envelope), any_backend)
+
+
+def test_forged_ciphertext_bodies_never_reach_seal_unchecked(ckks: pets.Backend) -> None:
+    """Random damage inside a re-checksummed envelope: a SerializationError or a valid load.
+
+    Never a crash, never another exception type (fuzzing with a fixed seed).
+    """
+    import random
+    import struct
+
+    from pets.serialization import pack, unpack
+
+    envelope = unpack(ckks.encrypt(np.ones((1, 3)), layout="per_sample").to_bytes(),
+                      kind="tensor")
+    original = envelope.blobs[0]
+    rng = random.Random(0)
+    outcomes = set()
+    for trial in range(60):
+        blob = bytearray(original)
+        if trial % 3 == 0:  # scattered byte changes after the header
+            for _ in range(rng.randint(1, 20)):
+                blob[rng.randrange(16, len(blob))] = rng.randrange(256)
+        elif trial % 3 == 1:  # truncated, header size made to agree
+            blob = blob[: rng.randrange(16, len(blob))]
+            blob[8:16] = struct.pack("<Q", len(blob))
+        else:  # garbage after a valid header
+            blob = blob[:16] + bytearray(rng.randbytes(rng.randrange(1, 2000)))
+            blob[8:16] = struct.pack("<Q", len(blob))
+        envelope.blobs[0] = bytes(blob)
+        try:
+            ckks.decrypt(pets.load_tensor(pack(envelope), ckks))
+            outcomes.add("loaded")
+        except pets.SerializationError:
+            outcomes.add("refused")
+    assert "refused" in outcomes and outcomes <= {"loaded", "refused"}
