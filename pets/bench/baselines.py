@@ -5,6 +5,9 @@
 * :func:`raw_batched` — exactly the operations pets' batched packing performs,
   written by hand against the SEAL API that TenSEAL ships (no pets code), to
   measure what pets' own layer costs.
+* :func:`tenseal_vectors_batched` — the same slot-batched algorithm written
+  with TenSEAL's own ``CKKSVector`` API (one vector per feature,
+  ``vector * weight`` and ``+``), as a TenSEAL user would write it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RecipeContext", "raw_batched", "tenseal_recipe"]
+__all__ = ["RecipeContext", "raw_batched", "tenseal_recipe", "tenseal_vectors_batched"]
 
 
 class RecipeContext:
@@ -46,6 +49,31 @@ def tenseal_recipe(
             vector = vector.square()
         vector = vector.mm(matrix.tolist()) + bias.tolist()
     return vector
+
+
+def tenseal_vectors_batched(
+    recipe: RecipeContext, columns: list[Any], weights: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> list[Any]:
+    """The batched MLP with TenSEAL vectors: ``sum_i column_i * W[i, j] + b_j`` per output.
+
+    ``columns`` are ``CKKSVector``s, one per input feature. TenSEAL rescales after
+    every scalar product, where pets and :func:`raw_batched` rescale once per sum.
+    """
+    for index, (matrix, bias) in enumerate(weights):
+        if index:
+            columns = [column.square() for column in columns]
+        outputs = []
+        for j in range(matrix.shape[1]):
+            acc = None
+            for i, column in enumerate(columns):
+                if abs(matrix[i, j]) < 1e-9:  # encodes to zero: TenSEAL refuses it
+                    continue
+                term = column * float(matrix[i, j])
+                acc = term if acc is None else acc + term
+            assert acc is not None
+            outputs.append(acc + float(bias[j]))
+        columns = outputs
+    return columns
 
 
 def raw_batched(keys: Any, columns: list[Any], weights: Sequence[tuple[np.ndarray, np.ndarray]]
