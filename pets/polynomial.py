@@ -1,8 +1,10 @@
 """Polynomial evaluation on private tensors, written once for every backend.
 
 Powers are built as a binary tree, so ``x^k`` costs ``ceil(log2 k)``
-multiplicative levels and a degree-``d`` polynomial ``ceil(log2 d) + 1``
-(one more level for coefficients other than 1). :func:`depth` tells ``compile``
+multiplicative levels. A term ``c * x^k`` with ``k = 2^h + l`` (``0 < l < 2^h``)
+is computed as ``(c * x^l) * x^(2^h)``: the coefficient rides on the shallower
+factor, so the term costs ``h + 1`` levels instead of ``ceil(log2 k) + 1``
+(a degree-3 polynomial needs depth 2, not 3). :func:`depth` tells ``compile``
 how deep a polynomial goes before any key is made.
 """
 
@@ -27,16 +29,33 @@ def _trim(coefficients: Sequence[float]) -> list[float]:
     return coeffs
 
 
+def _power_depth(k: int) -> int:
+    return math.ceil(math.log2(k)) if k > 1 else 0
+
+
+def _split(k: int) -> tuple[int, int]:
+    """``k = high + low`` with ``high`` the largest power of two not above ``k``."""
+    high = 1 << (k.bit_length() - 1)
+    return high, k - high
+
+
+def _term_depth(k: int, c: float) -> int:
+    if c == 1.0:
+        return _power_depth(k)
+    high, low = _split(k)
+    if low == 0:
+        return _power_depth(k) + 1
+    return max(_power_depth(low) + 1, _power_depth(high)) + 1
+
+
 def depth(coefficients: Sequence[float]) -> int:
     """Multiplicative depth :func:`evaluate` uses for these coefficients.
 
-    ``x^k`` costs ``ceil(log2 k)`` levels; a coefficient other than 1 one more.
+    >>> depth([0.5, 0.25, 0.0, -0.02])   # degree 3: (c3 * x) * x^2
+    2
     """
     coeffs = _trim(coefficients)
-    return max(
-        (math.ceil(math.log2(k)) + (c != 1.0) for k, c in enumerate(coeffs) if k and c),
-        default=0,
-    )
+    return max((_term_depth(k, c) for k, c in enumerate(coeffs) if k and c), default=0)
 
 
 def evaluate(x: PrivateTensor, coefficients: Sequence[float]) -> PrivateTensor:
@@ -54,15 +73,23 @@ def evaluate(x: PrivateTensor, coefficients: Sequence[float]) -> PrivateTensor:
             "a constant polynomial does not depend on the private input; use the plain constant"
         )
     powers: dict[int, PrivateTensor] = {1: x}
-    for k in range(2, degree + 1):
-        high = 1 << (k.bit_length() - 1)
-        low = k - high
-        half = powers[high // 2]
-        powers[k] = half * half if low == 0 else powers[high] * powers[low]
-    terms = [
-        powers[k] if c == 1.0 else powers[k] * c for k, c in enumerate(coeffs) if k and c
-    ]
+
+    def power(k: int) -> PrivateTensor:
+        if k not in powers:
+            high, low = _split(k)
+            powers[k] = power(high // 2).square() if low == 0 else power(high) * power(low)
+        return powers[k]
+
+    def term(k: int, c: float) -> PrivateTensor:
+        high, low = _split(k)
+        if c == 1.0:
+            return power(k)
+        if low == 0:
+            return power(k) * c
+        return (power(low) * c) * power(high)
+
+    terms = [term(k, c) for k, c in enumerate(coeffs) if k and c]
     result = terms[0]
-    for term in terms[1:]:
-        result = result + term
+    for other in terms[1:]:
+        result = result + other
     return result + coeffs[0] if coeffs[0] != 0.0 else result
