@@ -4,8 +4,8 @@ Each activation is replaced by the least-squares polynomial through Chebyshev
 nodes of its input range (declared, or calibrated on the example input and
 widened by a margin). Default degrees: 4 for ReLU-like functions (ReLU, GELU,
 SiLU, ...: dominated by the even ``|x|`` part, so the degree-4 term matters) and
-3 for the odd sigmoid/tanh. With :mod:`pets.polynomial` both cost the same
-depth, 3 levels: ``x^3`` and ``x^4`` take 2, the coefficient 1 more.
+3 for the odd sigmoid/tanh. With :mod:`pets.polynomial` degree 3 costs 2
+levels (``(c x) * x^2``) and degree 4 costs 3 (``x^4`` takes 2, its coefficient 1).
 
 >>> import numpy as np
 >>> fit = fit_polynomial(np.tanh, (-2.0, 2.0), 3)
