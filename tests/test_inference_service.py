@@ -87,3 +87,32 @@ def test_a_dead_server_raises_party_error_not_a_hang(
 def test_unreachable_server_names_the_fix() -> None:
     with pytest.raises(pets.PartyError, match=re.escape("start the server first (pets serve)")):
         InferenceClient("127.0.0.1", 1, timeout=2)
+
+
+def test_server_runs_an_exported_model_file(tmp_path: object) -> None:
+    import pathlib
+
+    import torch
+
+    folder = pathlib.Path(str(tmp_path))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), pets.nn.Square(),
+                              torch.nn.Linear(5, 2)).eval()
+    x = torch.randn(16, 6)
+    torch.export.save(torch.export.export(net, (x,)), folder / "model.pt2")
+    np.save(folder / "inputs.npy", x.numpy())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pets", "serve", "--model", str(folder / "model.pt2"),
+         "--example", str(folder / "inputs.npy"), "--port", "0", "--max-clients", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = next(int(m.group(1)) for line in proc.stdout
+                    if (m := re.search(r"on 127\.0\.0\.1:(\d+)", line)))
+        with InferenceClient("127.0.0.1", port) as client:
+            out = client.infer(x[:3].numpy())
+        np.testing.assert_allclose(out, net(x[:3]).detach().numpy(), atol=1e-4)
+    finally:
+        proc.kill()
+        proc.wait()
