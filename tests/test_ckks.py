@@ -39,7 +39,7 @@ def test_only_the_rotation_keys_a_product_needs_are_made() -> None:
     plan = plan_matvec(16, 4)
     staged = {16 << j for j in range(8)}  # first product: 16 * 2^j up to N/4
     assert set(be.describe()["rotation_steps"]) == plan.steps | staged
-    assert plan.steps == {1, 2, 3, 4, 8, 12}
+    assert plan.steps == {1, 2, 4, 8}  # 4 diagonals (baby 1, giant 2), then fold by 4 and 8
 
 
 def test_public_key_set_is_smaller_than_tenseals_all_rotations_context() -> None:
@@ -115,3 +115,23 @@ def test_transparent_products_are_avoided(ckks: pets.Backend) -> None:
     w[0, 0] = 1e-30
     assert np.abs(ckks.decrypt(x @ w)).max() < 1e-6
     assert np.abs(ckks.decrypt(x * 1e-30)).max() < 1e-6
+
+
+@pytest.mark.parametrize(
+    "shape", [(64, 32), (32, 10), (10, 30), (3, 7), (5, 1), (1, 5), (100, 300)]
+)
+def test_per_sample_product_widening_and_narrowing(shape: tuple[int, int]) -> None:
+    """K = min(p_in, p_out) diagonals; a narrowing layer folds its partial outputs."""
+    n, m = shape
+    rng = np.random.default_rng(n + m)
+    x, w = rng.uniform(-1, 1, (2, n)), rng.normal(size=(n, m)) / np.sqrt(n)
+    be = pets.backend("ckks", depth=2, layout="per_sample")
+    y = be.encrypt(x) @ w
+    assert np.abs(be.decrypt(y) - x @ w).max() < 1e-5
+    # the output is in the ordinary layout: padding slots are zero, so sums are right
+    assert np.abs(be.decrypt(y.sum(axis=-1)) - (x @ w).sum(axis=1, keepdims=True)).max() < 1e-4
+
+
+def test_narrow_layers_use_few_diagonals_and_rotations() -> None:
+    plan = plan_matvec(576, 10)
+    assert plan.diagonals == 16 and len(plan.steps) == 12  # not 1024 diagonals, 62 rotations

@@ -2,15 +2,19 @@
 
 A per-sample ciphertext holds one sample ``x`` (``n`` values) repeated with
 period ``p_in = 2**ceil(log2 n)`` over every slot. For ``y = x @ W`` (``W`` is
-``n x m``) let ``d = max(p_in, p_out)`` and the generalised diagonals
+``n x m``) let ``d = max(p_in, p_out)``, ``K = min(p_in, p_out)`` and the
+``K`` generalised diagonals
 
-    diag_k[s] = W[(s + k) mod d, s mod p_out]   (0 outside W)
+    diag_k[s] = W[(s + k) mod p_in, s mod p_out]   (0 outside W),   k < K
 
-so that ``y`` repeated with period ``p_out`` equals ``sum_k diag_k * rot(x, k)``.
-Splitting ``k = g*j + i`` turns the ``d`` rotations into ``g - 1`` baby steps of
-``x`` and ``d/g - 1`` giant steps of partial sums (Halevi-Shoup with BSGS):
+Then ``z = sum_k diag_k * rot(x, k)`` already is ``y`` repeated with period
+``p_out`` when the layer widens (``p_in <= p_out``); when it narrows, summing
+``z`` over slots ``p_out`` apart (``log2(d / p_out)`` rotations) finishes it
+(the hybrid method of GAZELLE). Splitting ``k = g*j + i`` turns the ``K``
+rotations into ``g - 1`` baby steps of ``x`` and ``K/g - 1`` giant steps of
+partial sums (Halevi-Shoup with BSGS):
 
-    y = sum_j rot( sum_i rot(diag_{gj+i}, -gj) * rot(x, i), gj )
+    z = sum_j rot( sum_i rot(diag_{gj+i}, -gj) * rot(x, i), gj )
 
 The rotated diagonals are plaintexts made once per (matrix, level) and cached.
 
@@ -53,20 +57,32 @@ class MatVecPlan:
     baby: int
 
     @property
+    def diagonals(self) -> int:
+        return min(self.period_in, self.period_out)
+
+    @property
     def giant(self) -> int:
-        return self.d // self.baby
+        return self.diagonals // self.baby
+
+    @property
+    def folds(self) -> list[int]:
+        """Strides of the final rotate-and-sum of a narrowing layer (none otherwise)."""
+        return [self.period_out << j for j in range((self.d // self.period_out).bit_length() - 1)]
 
     @property
     def steps(self) -> set[int]:
-        return set(range(1, self.baby)) | {self.baby * j for j in range(1, self.giant)}
+        baby = set(range(1, self.baby))
+        giant = {self.baby * j for j in range(1, self.giant)}
+        return baby | giant | set(self.folds)
 
 
 def plan_matvec(n: int, m: int, baby: int | None = None) -> MatVecPlan:
     period_in, period_out = next_power_of_two(n), next_power_of_two(m)
     d = max(period_in, period_out)
+    k = min(period_in, period_out)
     if baby is None:
-        baby = next_power_of_two(math.isqrt(d - 1) + 1) if d > 1 else 1
-    return MatVecPlan(n, m, period_in, period_out, d, min(baby, d))
+        baby = next_power_of_two(math.isqrt(k - 1) + 1) if k > 1 else 1
+    return MatVecPlan(n, m, period_in, period_out, d, min(baby, k))
 
 
 def staged_steps(d: int, slots: int) -> set[int]:
@@ -112,7 +128,7 @@ class MatVec:
         if key in self._cache:
             return self._cache[key]
         s = np.arange(self.slots)
-        padded = np.zeros((plan.d, plan.period_out))
+        padded = np.zeros((plan.period_in, plan.period_out))
         padded[: plan.n, : plan.m] = matrix
         col = s % plan.period_out
         blocks: list[list[Any]] = []
@@ -120,7 +136,7 @@ class MatVec:
             row: list[Any] = []
             for i in range(plan.baby):
                 k = plan.baby * j + i
-                diag = padded[(s + k) % plan.d, col]
+                diag = padded[(s + k) % plan.period_in, col]
                 shifted = np.roll(diag, plan.baby * j)  # rot(diag, -g*j)
                 row.append(
                     None if negligible(shifted, scale)
@@ -179,4 +195,6 @@ class MatVec:
         for part in partials[1:]:
             self.arith.ev.add_inplace(out, part)
         self.arith.ev.rescale_to_next_inplace(out)
+        for stride in plan.folds:  # narrowing layer: add up the d / p_out partial outputs
+            out = self.arith.add(out, self.arith.rotate(out, stride))
         return out
