@@ -8,6 +8,7 @@ True
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -37,13 +38,23 @@ def bench(args: argparse.Namespace) -> int:
     from pets.bench.he import run_he
 
     sections = args.only or ["he", "dp"]
+    results: dict[str, object] = {}
     if "he" in sections:
         _heading("HE (CKKS) overhead: digits MLP 64-32-10, square activation")
-        print(run_he(batch=args.batch, latency_samples=args.samples,
-                     recipe_samples=args.samples, progress=_say))
+        he = run_he(batch=args.batch, latency_samples=args.samples,
+                    recipe_samples=args.samples, progress=_say)
+        print(he)
+        results["he"] = {"rows": he.table.as_dicts(), "ratios": he.ratios,
+                         "parameters": he.parameters}
     if "dp" in sections:
         _heading("DP-SGD overhead: same model, same data, private vs non-private")
-        print(run_dp(quick=args.quick, progress=_say))
+        dp = run_dp(quick=args.quick, progress=_say)
+        print(dp)
+        results["dp"] = {"rows": dp.table.as_dicts(), "ratios": dp.ratios}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2, default=str)
+        _say(f"results saved to {args.json}")
     return 0
 
 
@@ -127,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", choices=["he", "dp"])
     p.add_argument("--batch", type=int, default=4096, help="samples for the batched runs")
     p.add_argument("--samples", type=int, default=4, help="samples for the per-sample runs")
+    p.add_argument("--json", help="also write the tables and ratios to this JSON file")
     p.set_defaults(func=bench)
     p = sub.add_parser("serve", help="serve encrypted inference of a model")
     p.add_argument("--model", default="digits", help="'digits' or a torch.export .pt2 file")
