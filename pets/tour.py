@@ -107,6 +107,14 @@ def differential_privacy(quick: bool, say: Say) -> None:
     import pets
 
     _heading("3. Differential privacy: calibrated noise, an enforced budget")
+    say("input perturbation (local DP): each of 5000 people flips their own bit before sending it")
+    truth = np.random.default_rng(0).random(5000) < 0.3
+    reported = pets.dp.randomized_response(truth, epsilon=1.0)
+    keep = pets.dp.RandomizedResponse(1.0).keep_probability
+    estimate = (reported.mean() - (1 - keep)) / (2 * keep - 1)
+    print(f"  true share {truth.mean():.3f}; reports say {reported.mean():.3f}; debiased "
+          f"estimate {estimate:.3f} (each person protected at epsilon=1 without a trusted curator)")
+    say("output perturbation: noise on released statistics, charged to a budget")
     budget = pets.dp.Budget(epsilon=1.0, delta=1e-5)
     counts = np.array([120.0, 45.0, 3.0])
     noisy = pets.dp.laplace(counts, epsilon=0.5, sensitivity=1.0, budget=budget)

@@ -33,3 +33,12 @@ def test_cli_reports_pets_errors_without_a_traceback() -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("pets: PartyError: cannot reach 127.0.0.1:1")
     assert "Traceback" not in result.stderr
+
+
+def test_demo_tour_runs_every_section() -> None:
+    out = run("-m", "pets", "demo", "--quick", "--skip-bench")
+    for heading in ("1. Encrypted inference", "2. The same as a service",
+                    "3. Differential privacy", "4. DP-SGD"):
+        assert heading in out
+    assert "accuracy on 256 encrypted test digits" in out  # the two-process service answered
+    assert "consistent with the accounted epsilon" in out
