@@ -304,3 +304,11 @@ def test_forged_ciphertext_bodies_never_reach_seal_unchecked(ckks: pets.Backend)
         except pets.SerializationError:
             outcomes.add("refused")
     assert "refused" in outcomes and outcomes <= {"loaded", "refused"}
+
+
+def test_middle_primes_must_match_the_scale() -> None:
+    with pytest.raises(pets.ParameterError, match=re.escape(
+        "the middle primes [40, 40] must each have scale_bits=25 bits: every rescale divides "
+        "by one of them"
+    )):
+        pets.backend("ckks", coeff_mod_bit_sizes=[60, 40, 40, 60], scale_bits=25).encrypt([1.0])

@@ -86,6 +86,16 @@ def _validate(params: CKKSParameters) -> CKKSParameters:
         raise ParameterError(
             "the first prime must be larger than the scale, or values have no integer part"
         )
+    middle = params.coeff_mod_bit_sizes[1:-1]
+    if any(bits != params.scale_bits for bits in middle):
+        raise ParameterError(
+            f"the middle primes {list(middle)} must each have scale_bits={params.scale_bits} "
+            "bits: every rescale divides by one of them, so any other size makes the scale "
+            "drift until precision is lost or SEAL overflows; use "
+            f"coeff_mod_bit_sizes=[{params.coeff_mod_bit_sizes[0]}, "
+            f"{', '.join([str(params.scale_bits)] * len(middle))}, "
+            f"{params.coeff_mod_bit_sizes[-1]}] or set scale_bits to their size"
+        )
     return params
 
 
