@@ -10,8 +10,7 @@ import pytest
 
 import pets
 from pets.bench.baselines import RecipeContext
-from pets.bench.he import _weights
-from pets.bench.workloads import digits, train_digits_mlp
+from pets.bench.workloads import digits, linear_weights, train_digits_mlp
 
 
 @dataclass
@@ -36,4 +35,4 @@ def digits_he() -> DigitsHE:
     x_batch = np.tile(data.x_test, (8, 1))[: params.slots]
     recipe = RecipeContext(params.poly_modulus_degree, params.coeff_mod_bit_sizes,
                            params.scale_bits)
-    return DigitsHE(net, _weights(net), plain, ckks, backend, x_batch, recipe)
+    return DigitsHE(net, linear_weights(net), plain, ckks, backend, x_batch, recipe)

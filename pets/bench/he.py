@@ -24,7 +24,7 @@ from pets.bench.baselines import (
     tenseal_vectors_batched,
 )
 from pets.bench.report import Table
-from pets.bench.workloads import accuracy, digits, train_digits_mlp
+from pets.bench.workloads import accuracy, digits, linear_weights, train_digits_mlp
 
 __all__ = ["HEReport", "run_he"]
 
@@ -55,14 +55,6 @@ def _timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
     return best, result
 
 
-def _weights(net: Any) -> list[tuple[np.ndarray, np.ndarray]]:
-    import torch
-
-    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
-    return [(m.weight.detach().double().numpy().T, m.bias.detach().double().numpy())
-            for m in linears]
-
-
 def run_he(*, batch: int = 4096, latency_samples: int = 4, recipe_samples: int = 4,
            progress: Callable[[str], None] | None = None) -> HEReport:
     """Measure the digits MLP under plain, CKKS batched, CKKS per-sample and the baselines."""
@@ -70,7 +62,7 @@ def run_he(*, batch: int = 4096, latency_samples: int = 4, recipe_samples: int =
     data = digits()
     say("training the digits MLP (64-32-10, square activation)")
     net = train_digits_mlp()
-    weights = _weights(net)
+    weights = linear_weights(net)
     x_test, y_test = data.x_test, data.y_test
     reps = -(-batch // len(x_test))
     x_batch = np.tile(x_test, (reps, 1))[:batch]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DigitsData", "digits", "train_digits_mlp"]
+__all__ = ["DigitsData", "accuracy", "digits", "linear_weights", "train_digits_mlp"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,16 @@ def train_digits_mlp(hidden: int = 32, *, epochs: int = 60, seed: int = 0) -> An
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
     return model.eval()
+
+
+def linear_weights(net: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(W, b)`` of each ``nn.Linear`` in order, ``W`` as ``(in, out)``: ``x @ W + b``."""
+    import torch
+
+    return [
+        (m.weight.detach().double().numpy().T, m.bias.detach().double().numpy())
+        for m in net if isinstance(m, torch.nn.Linear)
+    ]
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
