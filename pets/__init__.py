@@ -1,12 +1,12 @@
 """pets: privacy-enhancing technologies for machine learning, behind one interface.
 
 >>> import numpy as np, pets
->>> be = pets.backend("plain")              # also "ckks"; options as keywords
+>>> be = pets.backend("plain")              # also "ckks", "mpc"; options as keywords
 >>> x = be.encrypt(np.array([[1.0, -2.0]]))
 >>> be.decrypt((x * 0.5 + x) @ np.eye(2)).tolist()
 [[1.5, -3.0]]
 
-``import pets`` imports no engine (TenSEAL, CrypTen, Opacus, torch): each loads
+``import pets`` imports no engine (TenSEAL, CrypTen, Opacus, Flower, torch): each loads
 when the feature that needs it is first used.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pets.backends.base import Backend, Requirements, load_backend
+from pets.backends.base import Backend, Capabilities, Requirements
 from pets.errors import (
     BackendError,
     BackendNotInstalledError,
@@ -37,14 +37,15 @@ from pets.errors import (
     TensorError,
     UnknownBackendError,
     UnsupportedModelError,
+    UnsupportedOperationError,
     ValueRangeError,
 )
 from pets.measure import Measurement, measure
-from pets.registry import available_backends, backend, register_backend
-from pets.tensor import PrivateTensor
+from pets.registry import available_backends, backend, load_backend, register_backend
+from pets.tensor import PrivateTensor, concat
 
 if TYPE_CHECKING:
-    from pets import dp, nn
+    from pets import dp, functions, nn
     from pets.compiler import PrivateModel, compile
 
 __version__ = "0.1.0"
@@ -54,6 +55,7 @@ __all__ = [
     "BackendError",
     "BackendNotInstalledError",
     "BudgetExceededError",
+    "Capabilities",
     "BudgetFileError",
     "CompileError",
     "DPConfigurationError",
@@ -75,10 +77,13 @@ __all__ = [
     "TensorError",
     "UnknownBackendError",
     "UnsupportedModelError",
+    "UnsupportedOperationError",
     "ValueRangeError",
     "available_backends",
     "backend",
     "compile",
+    "concat",
+    "functions",
     "dp",
     "load_backend",
     "load_tensor",
@@ -92,6 +97,7 @@ _LAZY = {
     "compile": "pets.compiler",
     "PrivateModel": "pets.compiler",
     "dp": "pets.dp",
+    "functions": "pets.functions",
     "nn": "pets.nn",
 }
 

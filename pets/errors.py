@@ -18,7 +18,8 @@ to catch ``pets.PetsError``.
     │   ├── ValueRangeError              values beyond where the scheme keeps precision
     │   ├── DepthExhaustedError          no multiplicative depth left for this operation
     │   ├── LayoutMismatchError          tensors packed differently mixed in one operation
-    │   └── KeyMismatchError             tensors of different backends or keys mixed
+    │   ├── KeyMismatchError             tensors of different backends or keys mixed
+    │   └── UnsupportedOperationError    an operation this backend cannot do (see its capabilities)
     ├── MissingKeyError                  decrypting without the secret key, a missing rotation key
     ├── SerializationError               malformed, truncated or foreign bytes given to a loader
     ├── CompileError
@@ -28,6 +29,8 @@ to catch ``pets.PetsError``.
         ├── BudgetExceededError          a spend that would exceed the privacy budget
         ├── BudgetFileError              a budget file that is missing or corrupt
         └── DPConfigurationError         a mechanism or DP-SGD setting that cannot give the promise
+
+    InsecureProviderWarning (a UserWarning)  an MPC run whose triples party 0 makes (it sees all)
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ __all__ = [
     "CompileError",
     "DPConfigurationError",
     "DepthExhaustedError",
+    "InsecureProviderWarning",
     "KeyMismatchError",
     "LayoutMismatchError",
     "MissingKeyError",
@@ -57,6 +61,7 @@ __all__ = [
     "TensorError",
     "UnknownBackendError",
     "UnsupportedModelError",
+    "UnsupportedOperationError",
     "ValueRangeError",
 ]
 
@@ -115,6 +120,13 @@ class KeyMismatchError(TensorError, ValueError):
     """Tensors from different backends or different keys used together."""
 
 
+class UnsupportedOperationError(TensorError, TypeError):
+    """An operation the backend cannot carry out: its capabilities do not include it.
+
+    The message names the capability and a backend (or packing) that has it.
+    """
+
+
 class MissingKeyError(PetsError):
     """A key this operation needs is not held: the secret key, or a rotation key."""
 
@@ -158,6 +170,10 @@ class UnsupportedModelError(CompileError):
 
 class PartyError(PetsError):
     """A party of a multi-party run failed, died or did not answer in time."""
+
+
+class InsecureProviderWarning(UserWarning):
+    """An MPC run whose Beaver triples party 0 makes: party 0 can read every secret."""
 
 
 # --- privacy ----------------------------------------------------------------

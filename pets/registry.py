@@ -5,8 +5,8 @@ for, so ``import pets`` stays light and a missing engine is reported only to the
 user who needs it.
 
 >>> import pets
->>> pets.available_backends()[:2]
-['ckks', 'plain']
+>>> pets.available_backends()
+['ckks', 'mpc', 'plain']
 """
 
 from __future__ import annotations
@@ -20,13 +20,17 @@ from pets.errors import BackendNotInstalledError, UnknownBackendError
 if TYPE_CHECKING:
     from pets.backends.base import Backend
 
-__all__ = ["available_backends", "backend", "backend_class", "register_backend"]
+__all__ = [
+    "available_backends", "backend", "backend_class", "load_backend", "register_backend",
+]
 
 # name -> "module:attribute"; the module is imported on first use.
 _LAZY: dict[str, tuple[str, str, str]] = {
     # name: (module, class name, what to install)
     "plain": ("pets.backends.plain", "PlainBackend", "pets"),
     "ckks": ("pets.backends.ckks", "CKKSBackend", "pets[he]  (tenseal==0.3.18)"),
+    "mpc": ("pets.backends.mpc", "MPCBackend",
+            "pets[mpc] and then: pip install --no-deps crypten==0.4.1  (make setup does both)"),
 }
 _LOADED: dict[str, type[Backend]] = {}
 
@@ -66,7 +70,7 @@ def backend_class(name: str) -> type[Backend]:
     except ImportError as exc:
         raise BackendNotInstalledError(
             f"backend {name!r} needs an engine that is not installed ({exc.name or exc}); "
-            f"install it with: pip install '{install}'"
+            f"install it with: pip install {install}"
         ) from exc
     cls: type[Backend] = getattr(loaded, attribute)
     _LOADED.setdefault(name, cls)
@@ -74,7 +78,7 @@ def backend_class(name: str) -> type[Backend]:
 
 
 def backend(name: str, **options: Any) -> Backend:
-    """Create a backend by name: ``"plain"``, ``"ckks"`` (and later ``"bfv"``, ``"mpc"``).
+    """Create a backend by name: ``"plain"``, ``"ckks"`` or ``"mpc"``.
 
     Options are passed to the backend as keywords; each backend documents its own.
 
@@ -83,3 +87,19 @@ def backend(name: str, **options: Any) -> Backend:
     [2.0, 4.0]
     """
     return backend_class(name)(**options)
+
+
+def load_backend(data: bytes) -> Backend:
+    """Load a backend serialised with :meth:`Backend.to_bytes` (its class from the bytes' label).
+
+    >>> import pets
+    >>> be = pets.backend("plain")
+    >>> pets.load_backend(be.to_bytes()).key_id == be.key_id
+    True
+    """
+    from pets.serialization import unpack
+
+    envelope = unpack(data, kind="backend")
+    return backend_class(envelope.backend)._load_keys(
+        envelope.key_id, envelope.meta, envelope.blobs
+    )

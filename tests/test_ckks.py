@@ -70,7 +70,7 @@ def test_staged_first_product_matches_the_ordinary_one(shape: tuple[int, int]) -
     rng = np.random.default_rng(n * m)
     x, w = rng.uniform(-1, 1, (2, n)), rng.normal(size=(n, m))
     be = pets.backend("ckks", depth=2, layout="per_sample")
-    staged = be.encrypt(x, first_product=(n, m))
+    staged = be.encrypt_for(x, pets.Requirements(first_product=(n, m)))
     assert staged.data.staged_for == (n, m)
     assert np.abs(be.decrypt(staged @ w) - x @ w).max() < 1e-4
     assert np.abs(be.decrypt(staged) - x).max() < 1e-6  # block 0 holds the sample itself
@@ -83,7 +83,8 @@ def test_stage_lays_rotations_in_blocks() -> None:
 
 
 def test_staged_tensor_refuses_other_operations(ckks: pets.Backend) -> None:
-    staged = ckks.encrypt(np.ones((1, 8)), layout="per_sample", first_product=(8, 2))
+    staged = ckks.encrypt_for(np.ones((1, 8)), pets.Requirements(first_product=(8, 2)),
+                              layout="per_sample")
     with pytest.raises(pets.LayoutMismatchError, match=re.escape(
         "this per_sample tensor is packed for its first product with a 8x2 matrix"
     )):
@@ -129,7 +130,7 @@ def test_per_sample_product_widening_and_narrowing(shape: tuple[int, int]) -> No
     y = be.encrypt(x) @ w
     assert np.abs(be.decrypt(y) - x @ w).max() < 1e-5
     # the output is in the ordinary layout: padding slots are zero, so sums are right
-    assert np.abs(be.decrypt(y.sum(axis=-1)) - (x @ w).sum(axis=1, keepdims=True)).max() < 1e-4
+    assert np.abs(be.decrypt(y.sum(axis=-1)) - (x @ w).sum(axis=1)).max() < 1e-4
 
 
 def test_narrow_layers_use_few_diagonals_and_rotations() -> None:

@@ -282,8 +282,8 @@ def test_requirements_of_linear_square_linear() -> None:
     assert requirements.depth == 3
     assert requirements.matmul_shapes == ((8, 16), (16, 4))
     assert requirements.max_rows == 6
-    assert requirements.extra["max_abs"] == pytest.approx(max(model.value_ranges.values()))
-    assert isinstance(requirements.extra["max_abs"], float)
+    assert requirements.max_abs == pytest.approx(max(model.value_ranges.values()))
+    assert isinstance(requirements.max_abs, float)
 
 
 def test_value_ranges_record_the_largest_value_of_each_layer(plain: pets.Backend) -> None:

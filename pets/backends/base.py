@@ -1,70 +1,180 @@
-"""The backend contract: the few primitives every backend implements.
+"""The backend contract: a small core every backend implements, plus capabilities.
 
-Everything a user sees — operators, polynomials, activations, layers, models —
-is written once on top of these primitives (see :mod:`pets.tensor`,
-:mod:`pets.polynomial`, :mod:`pets.compile`). A backend works on its own native
-data, always a 2-D matrix ``(rows, cols)``: rows are samples, cols are features.
-:class:`~pets.tensor.PrivateTensor` maps the user's shape onto that view.
+Everything a user sees — operators, polynomials, activations, layers, models,
+training — is written once on top of these primitives (:mod:`pets.tensor`,
+:mod:`pets.functions`, :mod:`pets.polynomial`, :mod:`pets.compile`). A backend
+works on its own *native* data (ciphertexts, secret shares, arrays); the user's
+shape lives in :class:`~pets.tensor.PrivateTensor`, which also does every
+wrapping and operand check, so this module never builds a tensor itself.
 
-A backend implements:
+The core, on native data (every backend):
 
 =====================  =====================================================
-``_encrypt``            numpy matrix -> native data, in one of ``layouts``
-``_decrypt``            native data -> numpy matrix (needs the secret key)
+``_encrypt``            numpy array from party ``src`` -> native data
+``_decrypt``            native data -> numpy array, for party ``to`` (or all)
 ``add`` ``multiply``    native (+|*) native, same shape
-``add_plain``           native + numpy (broadcastable to the matrix)
-``multiply_plain``      native * numpy (broadcastable to the matrix)
+``add_plain``           native + numpy (broadcastable)
+``multiply_plain``      native * numpy (broadcastable)
 ``negate``              -native
-``matmul_plain``        native @ numpy matrix ``(cols, out)``
-``sum_rows``            sum over samples -> one row
-``sum_cols``            sum over features -> one column
+``matmul_plain``        native ``(..., n)`` @ numpy ``(n, m)``
+``sum``                 sum over the given axes of the user's shape
+``native_shape``        the shape of native data (what its bytes must hold)
 ``layout_of``           which packing native data is in
-``matrix_shape``        ``(rows, cols)`` of native data
-``_dump_tensor`` /      native data <-> blobs + metadata (no secret)
+``_dump_tensor`` /      native data <-> blobs + metadata (never a key)
 ``_load_tensor``
-``_dump_keys`` /        key material <-> blobs (secret only when asked)
+``_dump_keys`` /        key material <-> blobs (the secret only when asked)
 ``_load_keys``
+``public``              a copy that cannot decrypt
 =====================  =====================================================
+
+What else a backend can do it declares in :class:`Capabilities`, and implements
+the matching optional primitives (``matmul`` of two private operands,
+``less_than_zero``, ``reshape``, ``transpose``, ``take``, ``concat``,
+``broadcast_to``, ``conv2d``, ``function``); the defaults raise
+:class:`~pets.errors.UnsupportedOperationError` naming what is missing.
 """
 
 from __future__ import annotations
 
 import secrets
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from pets.errors import KeyMismatchError, MissingKeyError, SerializationError
+from pets.errors import (
+    KeyMismatchError,
+    PartyError,
+    SerializationError,
+    UnsupportedOperationError,
+)
 from pets.measure import record_serialized
-from pets.serialization import Envelope, pack, unpack
+from pets.serialization import Envelope, pack
 
 if TYPE_CHECKING:
     from pets.tensor import PrivateTensor
 
-__all__ = ["Backend", "Requirements", "load_backend"]
+__all__ = ["Backend", "Capabilities", "Requirements"]
 
 Native = Any
+
+#: largest element count a tensor header may announce (2**31: 16 GiB of float64)
+MAX_ELEMENTS = 1 << 31
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do beyond the core; the compiler lowers each layer by these.
+
+    >>> import pets
+    >>> pets.backend("plain").capabilities.comparisons
+    True
+    """
+
+    #: exact comparisons, so ReLU, max-pool and softmax run by protocol, not polynomials
+    comparisons: bool = False
+    #: private @ private products, so weights can stay secret (``weights_from=r``)
+    private_weights: bool = False
+    #: a multiplicative depth budget (levels) that compile must size
+    levels: bool = False
+    #: rotations that need keys made in advance
+    rotation_keys: bool = False
+    #: the packings (layouts) ``encrypt`` offers; the first is the default
+    packings: tuple[str, ...] = ("dense",)
+    #: the largest tensor rank native data holds (``None``: any rank)
+    max_rank: int | None = None
+    #: joint training (``PrivateModel.fit``)
+    training: bool = False
+    #: who takes part: ``"1"`` (a key holder, who may hand evaluators a public copy),
+    #: or ``"N + dealer"`` (parties holding shares)
+    parties: str = "1"
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
 class Requirements:
-    """What a computation needs from a backend, so keys and parameters fit it.
+    """What a computation needs from a backend, so its parameters and keys fit it.
 
-    ``compile`` derives this from a model; a backend sizes its parameters (depth)
-    and makes only the rotation keys the listed matrix products need.
+    ``compile`` derives this from a model; a backend reads what concerns it (a
+    levelled backend sizes its depth; CKKS makes only the rotation keys of the
+    listed products and may pack a model's input for its first product).
+
+    >>> r = Requirements(depth=2, matmul_shapes=((4, 2),))
+    >>> Requirements.from_dict(r.to_dict()) == r
+    True
     """
 
+    #: multiplicative depth of the longest chain of products
     depth: int = 0
+    #: ``(n, m)`` of every product with a plain ``n x m`` matrix
     matmul_shapes: tuple[tuple[int, int], ...] = ()
-    layout: str | None = None
-    needs_sum: bool = False
-    max_rows: int = 1
-    #: ``(n, m)`` when the input feeds a single ``n x m`` product first: the backend may
-    #: pack inputs for it (``Backend.encrypt(..., first_product=...)``)
+    #: ``(n, m)`` when the input feeds a single ``n x m`` product first
     first_product: tuple[int, int] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: largest ``|value|`` any layer produces on the example input
+    max_abs: float = 0.0
+    #: most samples encrypted at once
+    max_rows: int = 1
+    #: non-polynomial functions the computation uses (``"relu"``, ``"softmax"``...)
+    functions: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe description (for a client that has no model, only this)."""
+        return {
+            "depth": self.depth,
+            "matmul_shapes": [list(s) for s in self.matmul_shapes],
+            "first_product": None if self.first_product is None else list(self.first_product),
+            "max_abs": self.max_abs,
+            "max_rows": self.max_rows,
+            "functions": list(self.functions),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Requirements:
+        """The inverse of :meth:`to_dict`; refuses malformed or absurd values."""
+
+        def count(value: Any, what: str, low: int = 0) -> int:
+            if isinstance(value, bool) or not isinstance(value, int) or not (
+                low <= value <= MAX_ELEMENTS
+            ):
+                raise SerializationError(
+                    f"requirements: {what} must be an integer in [{low}, {MAX_ELEMENTS}], "
+                    f"got {value!r}"
+                )
+            return value
+
+        def shape(value: Any, what: str) -> tuple[int, int]:
+            if not isinstance(value, (list, tuple)) or len(value) != 2:
+                raise SerializationError(f"requirements: {what} must be a pair [n, m]")
+            return (count(value[0], what, 1), count(value[1], what, 1))
+
+        if not isinstance(data, Mapping):
+            raise SerializationError("requirements must be a JSON object")
+        try:
+            shapes = data.get("matmul_shapes", [])
+            if not isinstance(shapes, list) or len(shapes) > 4096:
+                raise SerializationError("requirements: matmul_shapes must be a short list")
+            first = data.get("first_product")
+            max_abs = float(data.get("max_abs", 0.0))
+            functions = data.get("functions", [])
+            if not isinstance(functions, list) or not all(isinstance(f, str) for f in functions):
+                raise SerializationError("requirements: functions must be a list of names")
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(f"requirements are malformed: {exc}") from exc
+        if not np.isfinite(max_abs) or max_abs < 0:
+            raise SerializationError(f"requirements: max_abs must be finite and >= 0, got {max_abs}")
+        return cls(
+            depth=count(data.get("depth", 0), "depth"),
+            matmul_shapes=tuple(shape(s, "matmul_shapes") for s in shapes),
+            first_product=None if first is None else shape(first, "first_product"),
+            max_abs=max_abs,
+            max_rows=count(data.get("max_rows", 1), "max_rows", 1),
+            functions=tuple(functions),
+        )
 
 
 class Backend(ABC):
@@ -76,61 +186,72 @@ class Backend(ABC):
     tolerance: ClassVar[float] = 0.0
     #: packings this backend offers; the first is the default
     layouts: ClassVar[tuple[str, ...]] = ("dense",)
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, *, key_id: str | None = None) -> None:
         self.key_id = key_id or secrets.token_hex(8)
 
-    # ---- public API, written once ------------------------------------------
+    # ---- the public API (the wrapping itself lives in pets.tensor) ---------------------
 
-    def encrypt(
-        self, data: Any, *, layout: str | None = None,
-        first_product: tuple[int, int] | None = None,
-    ) -> PrivateTensor:
-        """Encrypt (or secret-share) a numpy array or torch tensor of up to 2 dimensions.
+    def encrypt(self, data: Any, *, src: int | None = None, layout: str | None = None) -> PrivateTensor:
+        """Encrypt (or secret-share) a numpy array or torch tensor.
 
-        ``first_product=(n, m)`` says the first operation will be ``@`` an
-        ``n x m`` plain matrix; a backend may pack for it (``PrivateModel.encrypt``
-        passes it). Such a tensor may then only be multiplied by that matrix.
+        ``src=r`` names the party whose data it is; under MPC every party calls
+        this and the others pass ``None`` (the shape travels from party ``r``).
 
         >>> import pets
         >>> be = pets.backend("plain")
         >>> be.encrypt([[1.0, 2.0]]).shape
         (1, 2)
         """
-        from pets.tensor import PrivateTensor, as_matrix, plain_array
+        from pets.tensor import encrypt
 
-        array = plain_array(data, what="encrypt")
-        chosen = self._check_layout(layout)
-        native = self._encrypt(as_matrix(array), chosen, first_product=first_product)
-        return PrivateTensor(self, native, array.shape)
+        return encrypt(self, data, src=src, layout=layout)
 
-    def decrypt(self, tensor: PrivateTensor) -> np.ndarray:
-        """Decrypt (or reveal) a private tensor to a numpy array of its shape."""
-        from pets.tensor import PrivateTensor
+    def encrypt_for(
+        self, data: Any, requirements: Requirements, *, src: int | None = None,
+        layout: str | None = None,
+    ) -> PrivateTensor:
+        """Encrypt an input of a computation with these requirements (a compiled model's):
+        the backend chooses how to pack it (CKKS: by batch size, and a per-sample input
+        laid out for the model's first product).
+        """
+        from pets.tensor import encrypt
 
-        if not isinstance(tensor, PrivateTensor):
-            raise TypeError(f"decrypt expects a pets.PrivateTensor, got {type(tensor).__name__}")
-        self.check_same_keys(tensor.backend)
-        if not self.has_secret_key:
-            raise MissingKeyError(
-                f"this {self.name} backend holds no secret key (it came from .public() or "
-                "was loaded without one); send the tensor's to_bytes() to the key holder "
-                "and decrypt there"
-            )
-        return self._decrypt(tensor.data).reshape(tensor.shape)
+        return encrypt(self, data, src=src, layout=layout, requirements=requirements)
+
+    def decrypt(self, tensor: PrivateTensor, *, to: int | None = None) -> Any:
+        """Decrypt (or reveal) a private tensor to a numpy array of its shape.
+
+        ``to=r`` reveals to party ``r`` only (the others get ``None``); by default
+        every party learns the result.
+        """
+        from pets.tensor import decrypt
+
+        return decrypt(self, tensor, to=to)
+
+    def load_tensor(self, data: bytes) -> PrivateTensor:
+        """Load a tensor serialised with ``PrivateTensor.to_bytes()`` under this backend's keys."""
+        from pets.tensor import load_tensor
+
+        return load_tensor(self, data)
+
+    def tensor_to_bytes(self, tensor: PrivateTensor) -> bytes:
+        """Serialise a tensor (ciphertexts or shares; never a key)."""
+        meta, blobs = self._dump_tensor(tensor.data)
+        meta = {**meta, "shape": list(tensor.shape)}
+        data = pack(Envelope("tensor", self.name, self.key_id, meta, blobs))
+        record_serialized(len(data))
+        return data
 
     @property
     def has_secret_key(self) -> bool:
         """Whether this backend can decrypt."""
         return True
 
-    def public(self) -> Backend:
-        """A copy of this backend without the secret key: it can encrypt and evaluate."""
-        return self
-
     def choose_layout(self, rows: int) -> str:
         """The packing for ``rows`` samples when the caller does not say (the default here)."""
-        return self.layouts[0]
+        return self.default_layout
 
     def add_noise(self, tensor: PrivateTensor, mechanism: Any) -> PrivateTensor:
         """``tensor`` plus ``mechanism.noise(shape)``, added where the data is (for release).
@@ -158,53 +279,55 @@ class Backend(ABC):
             )
 
     def to_bytes(self, *, include_secret_key: bool = False) -> bytes:
-        """Serialise parameters and keys; the secret key only when asked explicitly."""
+        """Serialise parameters and keys.
+
+        The secret key is left out unless ``include_secret_key=True``: send the
+        default bytes to a server, keep the others (they decrypt everything) private.
+        """
         meta, blobs = self._dump_keys(include_secret_key=include_secret_key)
         data = pack(Envelope("backend", self.name, self.key_id, meta, blobs))
         record_serialized(len(data))
         return data
 
-    def tensor_to_bytes(self, tensor: PrivateTensor) -> bytes:
-        """Serialise a tensor (ciphertexts or shares; never a key)."""
-        meta, blobs = self._dump_tensor(tensor.data)
-        meta = {**meta, "shape": list(tensor.shape)}
-        data = pack(Envelope("tensor", self.name, self.key_id, meta, blobs))
-        record_serialized(len(data))
-        return data
+    # ---- parties -------------------------------------------------------------------
 
-    def load_tensor(self, data: bytes) -> PrivateTensor:
-        """Load a tensor serialised with :meth:`tensor_to_bytes` under this backend's keys."""
-        from pets.tensor import PrivateTensor, as_matrix
+    @property
+    def rank(self) -> int:
+        """This process's party number (0 for single-party backends)."""
+        return 0
 
-        envelope = unpack(data, kind="tensor")
-        if envelope.backend != self.name or envelope.key_id != self.key_id:
-            raise KeyMismatchError(
-                f"these bytes hold a {envelope.backend} tensor under key {envelope.key_id}, "
-                f"but this is a {self.name} backend with key {self.key_id}; load them with "
-                "the backend (or its public copy) that encrypted them"
+    @property
+    def parties(self) -> int:
+        """How many parties hold the data (1 for single-party backends)."""
+        return 1
+
+    def check_party(self, party: int | None, what: str) -> int | None:
+        """``party`` if it names one of this backend's parties, else a :class:`PartyError`."""
+        if party is None:
+            return None
+        if isinstance(party, bool) or not isinstance(party, (int, np.integer)) or not (
+            0 <= int(party) < self.parties
+        ):
+            raise PartyError(
+                f"{what}={party!r} names no party: this {self.name} backend has "
+                f"{self.parties} part{'y' if self.parties == 1 else 'ies'} "
+                f"(ranks 0..{self.parties - 1})"
             )
-        try:
-            shape = tuple(int(n) for n in envelope.meta["shape"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SerializationError("pets tensor bytes carry no valid shape") from exc
-        native = self._load_tensor(envelope.meta, envelope.blobs)
-        expected = as_matrix(np.empty(shape)).shape if len(shape) <= 2 else None
-        if expected != self.matrix_shape(native):
-            raise SerializationError(
-                f"pets tensor bytes say shape {shape} but hold a "
-                f"{'x'.join(map(str, self.matrix_shape(native)))} matrix; they are corrupted"
-            )
-        return PrivateTensor(self, native, shape)
+        return int(party)
 
-    # ---- primitives ----------------------------------------------------------
+    # ---- core primitives -------------------------------------------------------------
 
     @abstractmethod
     def _encrypt(
-        self, matrix: np.ndarray, layout: str, *, first_product: tuple[int, int] | None = None
-    ) -> Native: ...
+        self, array: np.ndarray | None, *, src: int | None, layout: str,
+        requirements: Requirements | None = None,
+    ) -> Native:
+        """Native data for ``array`` (``None`` on parties other than ``src``); ``requirements``
+        are those of the computation it is an input of, if known (a packing hint)."""
 
     @abstractmethod
-    def _decrypt(self, native: Native) -> np.ndarray: ...
+    def _decrypt(self, native: Native, *, to: int | None) -> np.ndarray | None:
+        """The values of ``native`` in its native shape (``None`` for parties not ``to``)."""
 
     @abstractmethod
     def add(self, a: Native, b: Native) -> Native: ...
@@ -225,16 +348,18 @@ class Backend(ABC):
     def matmul_plain(self, a: Native, matrix: np.ndarray) -> Native: ...
 
     @abstractmethod
-    def sum_rows(self, a: Native) -> Native: ...
+    def sum(self, a: Native, axes: tuple[int, ...], shape: tuple[int, ...]) -> Native:
+        """Sum over ``axes`` of the user's ``shape`` (non-negative, ascending), dropping them."""
 
     @abstractmethod
-    def sum_cols(self, a: Native) -> Native: ...
+    def native_shape(self, a: Native) -> tuple[int, ...]: ...
 
     @abstractmethod
     def layout_of(self, a: Native) -> str: ...
 
     @abstractmethod
-    def matrix_shape(self, a: Native) -> tuple[int, int]: ...
+    def public(self) -> Backend:
+        """A copy of this backend without the secret key: it encrypts and evaluates only."""
 
     @abstractmethod
     def _dump_tensor(self, a: Native) -> tuple[dict[str, Any], list[bytes]]: ...
@@ -249,7 +374,69 @@ class Backend(ABC):
     @abstractmethod
     def _load_keys(cls, key_id: str, meta: dict[str, Any], blobs: list[bytes]) -> Backend: ...
 
-    # ---- helpers -------------------------------------------------------------
+    # ---- optional primitives: declared in capabilities ------------------------------------
+
+    def _unsupported(self, operation: str, why: str) -> UnsupportedOperationError:
+        return UnsupportedOperationError(f"the {self.name} backend cannot {operation}: {why}")
+
+    def plain_view(self, plain: np.ndarray, shape: tuple[int, ...], native: Native) -> np.ndarray:
+        """A plain operand already checked to broadcast to ``shape``, laid out for ``native``."""
+        return plain
+
+    def matmul(self, a: Native, b: Native) -> Native:
+        """``a @ b`` of two private operands (capability ``private_weights``)."""
+        raise self._unsupported(
+            "multiply two private matrices",
+            "it multiplies private data by plain matrices only; use pets.backend('mpc') "
+            "to keep both operands secret",
+        )
+
+    def less_than_zero(self, a: Native) -> Native:
+        """Private 1.0 where ``a < 0``, else 0.0 (capability ``comparisons``)."""
+        raise self._unsupported(
+            "compare private values",
+            "comparisons, ReLU, max and softmax need an MPC or plaintext backend; under HE "
+            "pets.compile replaces activations with polynomials",
+        )
+
+    def reshape(self, a: Native, old: tuple[int, ...], new: tuple[int, ...]) -> Native:
+        """The same values in shape ``new`` (row-major order)."""
+        raise self._unsupported(f"reshape {old} to {new}", "its packing fixes the layout")
+
+    def transpose(self, a: Native, axes: tuple[int, ...], shape: tuple[int, ...]) -> Native:
+        """Axes permuted as ``numpy.transpose(a, axes)``."""
+        raise self._unsupported(
+            f"transpose a {shape} tensor", "moving values between ciphertext slots needs "
+            "rotations it does not do; transpose the plain data before encrypting"
+        )
+
+    def take(self, a: Native, index: Any, shape: tuple[int, ...]) -> Native:
+        """``a[index]`` for a normalised numpy basic index (ints and slices)."""
+        raise self._unsupported(f"index a {shape} tensor", "its packing fixes the layout")
+
+    def concat(self, natives: Sequence[Native], axis: int, shapes: Sequence[tuple[int, ...]]) -> Native:
+        """The tensors joined along ``axis`` (of the user's shapes)."""
+        raise self._unsupported(f"join tensors along axis {axis}", "its packing fixes the layout")
+
+    def broadcast_to(self, a: Native, old: tuple[int, ...], new: tuple[int, ...]) -> Native:
+        """``a`` repeated along its length-1 axes to shape ``new``."""
+        raise self._unsupported(f"broadcast a {old} tensor to {new}", "its packing fixes the layout")
+
+    def conv2d(
+        self, a: Native, weight: Any, *, stride: tuple[int, int], padding: tuple[int, int],
+        dilation: tuple[int, int], groups: int,
+    ) -> Native:
+        """2-D convolution of ``(B, C, H, W)`` data by a plain array or a private weight."""
+        raise self._unsupported(
+            "convolve natively", "pets.compile lowers convolutions for it another way"
+        )
+
+    def function(self, name: str, a: Native, **options: Any) -> Native | None:
+        """An exact or engine-native ``name`` (e.g. ``"exp"``), or ``None``: then pets uses
+        its own approximation, written once in :mod:`pets.functions` on the core primitives."""
+        return None
+
+    # ---- helpers ---------------------------------------------------------------------
 
     @property
     def default_layout(self) -> str:
@@ -269,19 +456,3 @@ class Backend(ABC):
     def __repr__(self) -> str:
         secret = "with secret key" if self.has_secret_key else "public"
         return f"<{type(self).__name__} {self.name} key={self.key_id} {secret}>"
-
-
-def load_backend(data: bytes) -> Backend:
-    """Load a backend serialised with :meth:`Backend.to_bytes`.
-
-    >>> import pets
-    >>> be = pets.backend("plain")
-    >>> pets.load_backend(be.to_bytes()).key_id == be.key_id
-    True
-    """
-    from pets.registry import backend_class
-
-    envelope = unpack(data, kind="backend")
-    return backend_class(envelope.backend)._load_keys(
-        envelope.key_id, envelope.meta, envelope.blobs
-    )

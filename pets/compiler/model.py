@@ -53,7 +53,7 @@ class CompileReport:
             f"  output error: <= {self.output_error_bound:.3g} (bound, inputs in range), "
             f"{self.calibration_error:.3g} on the example input"
         )
-        lines.append(f"  largest |value|: {self.requirements.extra.get('max_abs', 0.0):.3g}")
+        lines.append(f"  largest |value|: {self.requirements.max_abs:.3g}")
         return "\n".join(lines)
 
 
@@ -92,7 +92,7 @@ class PrivateModel:
             matmul_shapes=matmul_shapes(self.layers),
             max_rows=max_rows or len(example),
             first_product=self._first_product(),
-            extra={"max_abs": max(ranges.values(), default=0.0)},
+            max_abs=max(ranges.values(), default=0.0),
         )
 
     # ---- shapes and costs -----------------------------------------------------
@@ -142,7 +142,7 @@ class PrivateModel:
         >>> be = pets.backend("plain")
         >>> model = pets.compile(torch.nn.Linear(2, 1), backend=be, example_input=torch.ones(1, 2))
         >>> model.for_backend(be.public()).backend.has_secret_key
-        True
+        False
         """
         self.backend.check_same_keys(backend)
         bound = copy.copy(self)
@@ -191,11 +191,7 @@ class PrivateModel:
         ``layout=None`` lets the backend choose by batch size
         (``backend.choose_layout(rows)``: CKKS picks ``"per_sample"`` or ``"batched"``).
         """
-        flat = self.flatten(data)
-        return self.backend.encrypt(
-            flat, layout=layout or self.backend.choose_layout(len(flat)),
-            first_product=self.requirements.first_product,
-        )
+        return self.backend.encrypt_for(self.flatten(data), self.requirements, layout=layout)
 
     def _first_product(self) -> tuple[int, int] | None:
         """``(n, m)`` when the input feeds one product only, so the backend may pack for it."""

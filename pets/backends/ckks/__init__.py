@@ -22,17 +22,28 @@ from typing import Any, ClassVar
 import numpy as np
 from tenseal.sealapi import Ciphertext  # fails here, at backend load, with an install hint
 
-from pets.backends.base import Backend, Requirements
+from pets.backends.base import Backend, Capabilities, Requirements
 from pets.backends.ckks import seal_io
 from pets.backends.ckks.arithmetic import Arithmetic
 from pets.backends.ckks.keys import KeySet
-from pets.backends.ckks.layouts import BATCHED, PER_SAMPLE, CKKSData, Packing
+from pets.backends.ckks.layouts import BATCHED, PER_SAMPLE, CKKSData, Packing, as_matrix
 from pets.backends.ckks.matvec import can_stage, plan_matvec, staged_steps
 from pets.backends.ckks.params import CKKSParameters, choose_parameters
 from pets.errors import ParameterError, SerializationError, ValueRangeError
 from pets.registry import register_backend
 
 __all__ = ["CKKSBackend", "CKKSParameters", "choose_parameters"]
+
+
+def matrix_axes(
+    shape: tuple[int, ...], matrix: tuple[int, int], axes: tuple[int, ...]
+) -> list[int]:
+    """The matrix axes (0 rows, 1 columns) that ``axes`` of the user's ``shape`` are."""
+    if len(shape) == 2:
+        return list(axes)
+    if len(shape) == 1:
+        return [1 if matrix[0] == 1 and matrix[1] == shape[0] else 0] if axes else []
+    return []
 
 #: below this many samples a model input is packed per sample (latency), else batched
 PER_SAMPLE_MAX_ROWS = 16
@@ -44,6 +55,11 @@ class CKKSBackend(Backend):
 
     tolerance: ClassVar[float] = 1e-4
     layouts: ClassVar[tuple[str, ...]] = (BATCHED, PER_SAMPLE)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        comparisons=False, private_weights=False, levels=True, rotation_keys=True,
+        packings=(BATCHED, PER_SAMPLE), max_rank=2, training=False,
+        parties="1 key holder + evaluators with the public copy",
+    )
 
     def __init__(
         self,
@@ -89,7 +105,8 @@ class CKKSBackend(Backend):
 
     @property
     def has_secret_key(self) -> bool:
-        return not self._public_only and self.keys.has_secret_key
+        # keys not made yet will hold a secret: do not make them just to answer (repr calls this)
+        return not self._public_only and (self._keys is None or self._keys.has_secret_key)
 
     def prepare(self, requirements: Requirements) -> None:
         """Size depth for ``requirements`` and make the rotation keys its products need."""
@@ -102,7 +119,7 @@ class CKKSBackend(Backend):
                 f"computation needs {requirements.depth}; create pets.backend('ckks', "
                 f"depth={requirements.depth}) or compile the model before encrypting anything"
             )
-        max_abs = float(requirements.extra.get("max_abs", 0.0))
+        max_abs = float(requirements.max_abs)
         if max_abs > self.params.max_abs_value:
             raise ValueRangeError(
                 f"values up to {max_abs:.3g} reach a layer, beyond the "
@@ -117,8 +134,6 @@ class CKKSBackend(Backend):
         if first is not None and can_stage(*first, slots):
             # a model's per-sample input is staged for its first product (see matvec)
             steps |= staged_steps(plan_matvec(*first).d, slots)
-        if requirements.needs_sum:
-            steps |= {1 << i for i in range(slots.bit_length() - 1)}
         if steps and self.keys.has_secret_key:
             self.keys.ensure_rotations(steps)
 
@@ -145,8 +160,17 @@ class CKKSBackend(Backend):
     # ---- primitives ----------------------------------------------------------------
 
     def _encrypt(
-        self, matrix: np.ndarray, layout: str, *, first_product: tuple[int, int] | None = None
+        self, array: np.ndarray | None, *, src: int | None, layout: str,
+        requirements: Requirements | None = None,
     ) -> CKKSData:
+        """A model's per-sample input (``requirements`` given) is staged for its first product."""
+        assert array is not None  # one key holder: it always holds the data
+        matrix = as_matrix(array)
+        self._check_range(matrix)
+        first = None if requirements is None else requirements.first_product
+        return self._packing.encrypt(matrix, layout, first)
+
+    def _check_range(self, matrix: np.ndarray) -> None:
         limit = self.params.max_abs_value
         largest = float(np.abs(matrix).max()) if matrix.size else 0.0
         if largest > limit:
@@ -155,9 +179,8 @@ class CKKSBackend(Backend):
                 "parameters keep precisely; scale the data down (e.g. standardise it) or pass "
                 "coeff_mod_bit_sizes with a larger first prime"
             )
-        return self._packing.encrypt(matrix, layout, first_product)
 
-    def _decrypt(self, native: CKKSData) -> np.ndarray:
+    def _decrypt(self, native: CKKSData, *, to: int | None) -> np.ndarray:
         return self._packing.decrypt(native)
 
     def add(self, a: CKKSData, b: CKKSData) -> CKKSData:
@@ -180,16 +203,42 @@ class CKKSBackend(Backend):
     def matmul_plain(self, a: CKKSData, matrix: np.ndarray) -> CKKSData:
         return self._packing.matmul(a, matrix)
 
-    def sum_rows(self, a: CKKSData) -> CKKSData:
-        return self._packing.sum_rows(a)
+    def sum(self, a: CKKSData, axes: tuple[int, ...], shape: tuple[int, ...]) -> CKKSData:
+        for axis in matrix_axes(shape, (a.rows, a.cols), axes):
+            a = self._packing.sum_rows(a) if axis == 0 else self._packing.sum_cols(a)
+        return a
 
-    def sum_cols(self, a: CKKSData) -> CKKSData:
-        return self._packing.sum_cols(a)
+    def plain_view(self, plain: np.ndarray, shape: tuple[int, ...], native: CKKSData) -> np.ndarray:
+        if as_matrix(np.empty(shape)).shape == (native.rows, native.cols):
+            return as_matrix(plain)
+        return np.broadcast_to(plain, shape).reshape(native.rows, native.cols)
+
+    def reshape(self, a: CKKSData, old: tuple[int, ...], new: tuple[int, ...]) -> CKKSData:
+        rows, cols = a.rows, a.cols
+        keeps = (
+            (len(new) == 2 and new == (rows, cols))
+            or (len(new) == 1 and (rows == 1 or cols == 1))
+            or (len(new) == 0 and rows == cols == 1)
+        )
+        if not keeps:
+            raise self._unsupported(
+                f"reshape {old} to {new}",
+                f"its {a.layout} packing holds a {rows}x{cols} matrix and reshaping it would move "
+                "values between ciphertexts or slots; reshape the plain data before encrypting",
+            )
+        return a
+
+    def take(self, a: CKKSData, index: Any, shape: tuple[int, ...]) -> CKKSData:
+        return self._packing.take(a, index, shape)
+
+    def concat(self, natives: Sequence[CKKSData], axis: int,
+               shapes: Sequence[tuple[int, ...]]) -> CKKSData:
+        return self._packing.concat(list(natives), axis, list(shapes))
 
     def layout_of(self, a: CKKSData) -> str:
         return a.layout
 
-    def matrix_shape(self, a: CKKSData) -> tuple[int, int]:
+    def native_shape(self, a: CKKSData) -> tuple[int, ...]:
         return (a.rows, a.cols)
 
     # ---- bytes -----------------------------------------------------------------------

@@ -18,12 +18,21 @@ import numpy as np
 
 from pets.backends.ckks.arithmetic import Arithmetic
 from pets.backends.ckks.matvec import MatVec, can_stage, next_power_of_two, stage
-from pets.errors import LayoutMismatchError, ShapeMismatchError
+from pets.errors import LayoutMismatchError, ShapeMismatchError, UnsupportedOperationError
 
-__all__ = ["BATCHED", "PER_SAMPLE", "CKKSData", "Packing"]
+__all__ = ["BATCHED", "PER_SAMPLE", "CKKSData", "Packing", "as_matrix"]
 
 BATCHED = "batched"
 PER_SAMPLE = "per_sample"
+
+
+def as_matrix(array: np.ndarray) -> np.ndarray:
+    """The packings' 2-D view: ``()`` -> ``(1, 1)``, ``(F,)`` -> ``(1, F)``, ``(B, F)`` as is."""
+    if array.ndim == 0:
+        return array.reshape(1, 1)
+    if array.ndim == 1:
+        return array.reshape(1, -1)
+    return array
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,64 @@ class Packing:
             a,
             cts=tuple((op(group[0], self._replicated_row(full[r])),)
                       for r, group in enumerate(a.cts)),
+        )
+
+    # ---- selecting and joining ----------------------------------------------------
+
+    def take(self, a: CKKSData, index: Any, shape: tuple[int, ...]) -> CKKSData:
+        """``a[index]`` where it selects whole ciphertexts: rows of a per-sample tensor,
+        columns of a batched one."""
+        self.unstaged(a)
+        key = index if isinstance(index, tuple) else (index,)
+        if Ellipsis in key:
+            at = key.index(Ellipsis)
+            key = key[:at] + (slice(None),) * (len(shape) - len(key) + 1) + key[at + 1 :]
+        key = key + (slice(None),) * (len(shape) - len(key))
+        if len(shape) == 2:
+            row_key, col_key = key
+        elif len(shape) == 1:
+            row_key, col_key = (slice(None), key[0]) if a.rows == 1 else (key[0], slice(None))
+        else:
+            return a
+        rows = np.atleast_1d(np.arange(a.rows)[row_key])
+        cols = np.atleast_1d(np.arange(a.cols)[col_key])
+        whole_rows, whole_cols = len(rows) == a.rows, len(cols) == a.cols
+        if a.layout == PER_SAMPLE and whole_cols:
+            return replace(a, rows=len(rows), cts=tuple(a.cts[r] for r in rows))
+        if a.layout == BATCHED and whole_rows and (a.replicated or np.all(rows == np.arange(a.rows))):
+            cts = tuple(tuple(chunk[c] for c in cols) for chunk in a.cts)
+            return replace(a, cols=len(cols), cts=cts)
+        raise UnsupportedOperationError(
+            f"the ckks backend cannot index a {a.layout} tensor by {index!r}: a "
+            f"{'per_sample tensor selects whole rows' if a.layout == PER_SAMPLE else 'batched tensor selects whole columns'}"
+            " (ciphertexts); other selections move values between slots. Encrypt with "
+            f"layout={'batched' if a.layout == PER_SAMPLE else 'per_sample'!r} or index the "
+            "plain data before encrypting"
+        )
+
+    def concat(self, parts: list[CKKSData], axis: int, shapes: list[tuple[int, ...]]) -> CKKSData:
+        """Join batched tensors by columns, or per-sample tensors by rows (whole ciphertexts)."""
+        first = parts[0]
+        layouts = {p.layout for p in parts}
+        if len(layouts) > 1:
+            raise LayoutMismatchError("concat needs tensors of one layout; encrypt all alike")
+        self.unstaged(*parts)
+        along_cols = axis == len(shapes[0]) - 1 and len(shapes[0]) == 2
+        if first.layout == BATCHED and along_cols:
+            flat = self.arith.align(*(ct for p in parts for ct in p.flat()))
+            it = iter(flat)
+            groups = [[tuple(next(it) for _ in chunk) for chunk in p.cts] for p in parts]
+            cts = tuple(sum((g[i] for g in groups), ()) for i in range(len(first.cts)))
+            return CKKSData(BATCHED, first.rows, sum(p.cols for p in parts), cts,
+                            all(p.replicated for p in parts))
+        if first.layout == PER_SAMPLE and axis == 0 and len(shapes[0]) == 2:
+            flat = self.arith.align(*(ct for p in parts for ct in p.flat()))
+            return CKKSData(PER_SAMPLE, sum(p.rows for p in parts), first.cols,
+                            tuple((ct,) for ct in flat))
+        raise UnsupportedOperationError(
+            f"the ckks backend joins batched tensors by columns (axis 1) and per_sample tensors "
+            f"by rows (axis 0) only, not {first.layout} tensors along axis {axis}; encrypt the "
+            "blocks with the other layout, or join the plain data before encrypting"
         )
 
     # ---- reductions and products -------------------------------------------------
