@@ -47,6 +47,7 @@ __all__ = [
     "DPConfigurationError",
     "DepthExhaustedError",
     "InsecureProviderWarning",
+    "InsecureProviderWarning",
     "KeyMismatchError",
     "LayoutMismatchError",
     "MissingKeyError",
@@ -170,6 +171,10 @@ class UnsupportedModelError(CompileError):
 
 class PartyError(PetsError):
     """A party of a multi-party run failed, died or did not answer in time."""
+
+
+class InsecureProviderWarning(UserWarning):
+    """An MPC run whose Beaver triples party 0 makes: party 0 can read every secret."""
 
 
 class InsecureProviderWarning(UserWarning):

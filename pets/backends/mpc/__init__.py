@@ -1,0 +1,1 @@
+"""The "mpc" backend: secure multi-party computation on CrypTen (filled in by the backend's author)."""

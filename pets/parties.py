@@ -1,0 +1,311 @@
+"""``pets.run_parties``: run one function in N real party processes, plus the dealer.
+
+Each party is its own OS process (``multiprocessing`` spawn), joined to the
+others over ``torch.distributed`` (gloo) through a TCP rendezvous; with provider
+``"ttp"`` (the default) the dealer is one more process. ``fn(party, *args)``
+runs in every party; the results come back in rank order. If any process
+raises, dies or stops answering, every other process is stopped and
+``run_parties`` raises :class:`~pets.errors.PartyError` naming the party and
+what happened. No process outlives the call.
+
+``fn`` must be importable by the party processes: define it at module level.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import pickle
+import socket
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from pets.errors import InsecureProviderWarning, ParameterError, PartyError, PetsError
+
+__all__ = ["Party", "run_parties"]
+
+_SETTLE_SECONDS = 2.0  # after a failure: how long the others get to report their own end
+_STOP_SECONDS = 2.0  # after terminate: how long before kill
+
+
+@dataclass
+class Party:
+    """What ``fn`` gets in each party process: its place in the run and its backend.
+
+    ``backend`` is this party's ``"mpc"`` backend (``None`` where that backend is
+    not available); ``config`` the engine configuration; ``log`` a logger named
+    for the party.
+    """
+
+    rank: int
+    parties: int
+    backend: Any = None
+    config: Any = None
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("pets.party"))
+
+
+def run_parties(
+    fn: Callable[..., Any],
+    *,
+    parties: int,
+    timeout: float = 60.0,
+    provider: str = "ttp",
+    precision: int = 16,
+    device: str = "cpu",
+    port: int | None = None,
+    args: Sequence[Any] = (),
+    **backend_options: Any,
+) -> list[Any]:
+    """Run ``fn(party, *args)`` in ``parties`` processes that compute together.
+
+    ``timeout`` (seconds) bounds joining and every wait of a party for another;
+    ``provider`` is ``"ttp"`` (a dealer process that must not collude with any
+    party) or ``"tfp"`` (party 0 makes the triples and can read everything: warns);
+    ``precision`` is CrypTen's fixed-point bits; ``port`` the rendezvous port
+    (a free one when ``None``); ``backend_options`` go to ``pets.backend("mpc")``.
+
+    >>> from pets.parties import run_parties
+    >>> run_parties(_rank_and_count, parties=2, timeout=20)
+    [(0, 2), (1, 2)]
+    """
+    from pets.backends.mpc.engine import MPCConfig, insecure_provider_message
+
+    if not isinstance(parties, int) or parties < 2:
+        raise ParameterError(f"run_parties needs at least 2 parties, got {parties!r}; for one "
+                             f"process use pets.backend('mpc') directly")
+    if provider not in ("ttp", "tfp"):
+        raise ParameterError(f"provider must be 'ttp' (a dealer process) or 'tfp' (party 0 "
+                             f"makes the triples), got {provider!r}")
+    if provider == "tfp":
+        warnings.warn(insecure_provider_message(), InsecureProviderWarning, stacklevel=2)
+    try:
+        pickle.dumps((fn, tuple(args), backend_options))
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        raise ParameterError(
+            f"run_parties sends fn, args and options to each party's process, but they cannot "
+            f"be pickled ({exc}); define fn at module level and pass plain data"
+        ) from exc
+    address = "127.0.0.1"
+    chosen = free_port(address) if port is None else port
+    configs = [
+        MPCConfig(parties=parties, rank=rank, provider=provider, precision_bits=precision,
+                  device=device, timeout=timeout, address=address, port=chosen)
+        for rank in range(parties + (1 if provider == "ttp" else 0))
+    ]
+    return _Supervisor(configs, fn, tuple(args), backend_options).run()
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((address, 0))
+        return int(probe.getsockname()[1])
+
+
+def _rank_and_count(party: Party) -> tuple[int, int]:
+    return party.rank, party.parties
+
+
+# --- inside each party process ---------------------------------------------------
+
+
+def party_main(config: Any, fn: Callable[..., Any] | None, args: tuple[Any, ...],
+               backend_options: dict[str, Any], report: Connection | None) -> Any:
+    """Run one party (or the dealer) in this process; report the outcome on ``report``."""
+    from pets.backends.mpc import engine
+
+    outcome: tuple[Any, ...]
+    try:
+        if config.is_dealer:
+            from pets.backends.mpc.dealer import serve
+
+            result: Any = serve(config)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", InsecureProviderWarning)  # the caller warned
+                engine.start(config)
+            party = Party(rank=config.rank, parties=config.parties,
+                          backend=_backend(backend_options), config=config,
+                          log=logging.getLogger(f"pets.party{config.rank}"))
+            assert fn is not None
+            result = fn(party, *args)
+            engine.stop()
+        outcome = ("ok", result)
+    except BaseException as exc:  # reported to the supervisor, never lost
+        engine.stop(clean=False)
+        if report is None:
+            raise
+        outcome = ("error", type(exc).__name__, str(exc), traceback.format_exc())
+    if report is None:
+        return outcome[1]
+    try:
+        report.send(outcome)
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        report.send(("error", "PartyError", f"its result could not be sent back ({exc}); "
+                     f"return numbers, numpy arrays or other plain data", ""))
+    report.close()
+    return None
+
+
+def _backend(options: dict[str, Any]) -> Any:
+    """This party's ``"mpc"`` backend, once that backend is registered."""
+    from pets.errors import UnknownBackendError
+    from pets.registry import backend_class
+
+    try:
+        cls = backend_class("mpc")
+    except (UnknownBackendError, AttributeError):  # not written yet: fn uses CrypTen directly
+        if options:
+            raise ParameterError(f"backend options {sorted(options)} given, but no 'mpc' "
+                                 f"backend is available") from None
+        return None
+    return cls(**options)
+
+
+def _child(config: Any, fn: Any, args: tuple[Any, ...], options: dict[str, Any],
+           report: Connection) -> None:
+    """Entry point of a spawned party: stop at once if the supervisor goes away."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        def watch() -> None:
+            wait([parent.sentinel])
+            import os
+
+            os._exit(70)
+
+        threading.Thread(target=watch, daemon=True, name="pets-parent-watch").start()
+    party_main(config, fn, args, options, report)
+
+
+# --- the supervisor ----------------------------------------------------------------
+
+
+@dataclass
+class _Failure:
+    rank: int
+    what: str
+    root: bool  # the party's own fault, not a consequence of another's
+    traceback: str = ""
+    cause: BaseException | None = None
+
+
+class _Supervisor:
+    def __init__(self, configs: list[Any], fn: Any, args: tuple[Any, ...],
+                 options: dict[str, Any]) -> None:
+        self.configs = configs
+        self.context = multiprocessing.get_context("spawn")
+        self.processes: dict[int, Any] = {}
+        self.reports: dict[int, Connection] = {}
+        self.fn, self.args, self.options = fn, args, options
+
+    def _name(self, rank: int) -> str:
+        return "the dealer" if self.configs[rank].is_dealer else f"party {rank}"
+
+    def run(self) -> list[Any]:
+        results: dict[int, Any] = {}
+        failures: list[_Failure] = []
+        try:
+            for config in self.configs:
+                receive, send = self.context.Pipe(duplex=False)
+                process = self.context.Process(
+                    target=_child, args=(config, self.fn, self.args, self.options, send),
+                    name=f"pets-{self._name(config.rank).replace(' ', '-')}",
+                )
+                process.start()
+                send.close()
+                self.processes[config.rank], self.reports[config.rank] = process, receive
+            self._collect(results, failures)
+        finally:
+            self._stop_all()
+        if failures:
+            raise self._error(failures)
+        parties = self.configs[0].parties
+        return [results[rank] for rank in range(parties)]
+
+    def _collect(self, results: dict[int, Any], failures: list[_Failure]) -> None:
+        open_ranks = set(self.processes)
+        settle_until: float | None = None
+        while open_ranks:
+            if settle_until is not None and time.monotonic() > settle_until:
+                return
+            waitables: list[Any] = [self.reports[r] for r in open_ranks]
+            waitables += [self.processes[r].sentinel for r in open_ranks]
+            ready = wait(waitables, timeout=0.5)
+            for rank in sorted(open_ranks):
+                report, process = self.reports[rank], self.processes[rank]
+                if report in ready or process.sentinel in ready:
+                    outcome = self._outcome(rank, report, process)
+                    if outcome is None:
+                        continue
+                    open_ranks.discard(rank)
+                    if isinstance(outcome, _Failure):
+                        failures.append(outcome)
+                        if settle_until is None:
+                            settle_until = time.monotonic() + _SETTLE_SECONDS
+                    else:
+                        results[rank] = outcome[0]
+
+    def _outcome(self, rank: int, report: Connection, process: Any) -> Any:
+        """``(result,)``, a :class:`_Failure`, or ``None`` when nothing is known yet."""
+        try:
+            if report.poll():
+                message = report.recv()
+                if message[0] == "ok":
+                    return (message[1],)
+                _, kind, text, trace = message
+                own = kind != "PartyError"
+                return _Failure(rank, f"{kind}: {text}", own, trace, _rebuild(kind, text))
+        except (EOFError, OSError):
+            pass
+        if process.is_alive():
+            return None
+        process.join()
+        return _Failure(rank, f"exited with code {process.exitcode} before finishing "
+                              f"(it crashed, called os._exit, or was killed)", True)
+
+    def _error(self, failures: list[_Failure]) -> PartyError:
+        first = next((f for f in failures if f.root), failures[0])
+        others = [f for f in failures if f is not first]
+        message = f"{self._name(first.rank)} failed: {first.what}"
+        if others:
+            message += "\n  then: " + "\n  then: ".join(
+                f"{self._name(f.rank)}: {f.what}" for f in others)
+        if first.traceback:
+            message += f"\n  traceback in {self._name(first.rank)}:\n{first.traceback}"
+        error = PartyError(message)
+        error.__cause__ = first.cause
+        return error
+
+    def _stop_all(self) -> None:
+        """Terminate, then kill, whatever is still running; reap every process."""
+        for process in self.processes.values():
+            if process.is_alive():
+                process.terminate()
+        deadline = time.monotonic() + _STOP_SECONDS
+        for process in self.processes.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in self.processes.values():
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for report in self.reports.values():
+            report.close()
+
+
+def _rebuild(kind: str, text: str) -> BaseException | None:
+    """The party's pets error, rebuilt from its name, as the ``__cause__`` of the report."""
+    from pets import errors
+
+    cls = getattr(errors, kind, None)
+    if isinstance(cls, type) and issubclass(cls, PetsError):
+        try:
+            return cls(text)
+        except TypeError:
+            return None
+    return None
