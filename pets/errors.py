@@ -47,7 +47,6 @@ __all__ = [
     "DPConfigurationError",
     "DepthExhaustedError",
     "InsecureProviderWarning",
-    "InsecureProviderWarning",
     "KeyMismatchError",
     "LayoutMismatchError",
     "MissingKeyError",
@@ -171,10 +170,6 @@ class UnsupportedModelError(CompileError):
 
 class PartyError(PetsError):
     """A party of a multi-party run failed, died or did not answer in time."""
-
-
-class InsecureProviderWarning(UserWarning):
-    """An MPC run whose Beaver triples party 0 makes: party 0 can read every secret."""
 
 
 class InsecureProviderWarning(UserWarning):
