@@ -41,12 +41,14 @@ from pets.errors import (
     ValueRangeError,
 )
 from pets.measure import Measurement, measure
+from pets.record import record, verify_record
 from pets.registry import available_backends, backend, load_backend, register_backend
 from pets.tensor import PrivateTensor, concat
 
 if TYPE_CHECKING:
-    from pets import dp, functions, nn
+    from pets import attacks, dp, functions, nn
     from pets.compiler import PrivateModel, compile
+    from pets.parties import Party, run_parties
 
 __version__ = "0.1.0"
 
@@ -66,6 +68,7 @@ __all__ = [
     "MissingKeyError",
     "NonFiniteValueError",
     "ParameterError",
+    "Party",
     "PartyError",
     "PetsError",
     "PrivacyError",
@@ -79,6 +82,7 @@ __all__ = [
     "UnsupportedModelError",
     "UnsupportedOperationError",
     "ValueRangeError",
+    "attacks",
     "available_backends",
     "backend",
     "compile",
@@ -89,16 +93,22 @@ __all__ = [
     "load_tensor",
     "measure",
     "nn",
+    "record",
     "register_backend",
+    "run_parties",
+    "verify_record",
 ]
 
 # name -> module that defines it; imported on first access (these pull in torch).
 _LAZY = {
     "compile": "pets.compiler",
     "PrivateModel": "pets.compiler",
+    "attacks": "pets.attacks",
     "dp": "pets.dp",
     "functions": "pets.functions",
     "nn": "pets.nn",
+    "Party": "pets.parties",
+    "run_parties": "pets.parties",
 }
 
 

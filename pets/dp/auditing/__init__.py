@@ -23,6 +23,7 @@ from pets.dp.auditing.attacks import (
 )
 from pets.dp.auditing.bounds import auc, epsilon_lower_bound, tpr_at_fpr
 from pets.dp.auditing.report import AttackResult, AuditReport
+from pets.dp.auditing.rmia import rmia_attack  # noqa: F401 (registers "rmia")
 from pets.errors import DPConfigurationError
 
 if TYPE_CHECKING:

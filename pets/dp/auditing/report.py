@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["AttackResult", "AuditReport"]
 
@@ -18,6 +20,18 @@ class AttackResult:
     epsilon_estimate: float
     epsilon_interval: tuple[float, float]
     threshold: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: FPR keys as strings, a NaN threshold as ``None``."""
+        return {
+            "attack": self.attack,
+            "auc": self.auc,
+            "tpr_at_fpr": {f"{f:g}": tpr for f, tpr in self.tpr_at_fpr.items()},
+            "epsilon_lower_bound": self.epsilon_lower_bound,
+            "epsilon_estimate": self.epsilon_estimate,
+            "epsilon_interval": list(self.epsilon_interval),
+            "threshold": None if math.isnan(self.threshold) else self.threshold,
+        }
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,22 @@ class AuditReport:
     @property
     def epsilon_interval(self) -> tuple[float, float]:
         return self.strongest.epsilon_interval
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary: every attack's row and the strongest evidence."""
+        return {
+            "attack": "membership_inference",
+            "results": {name: r.to_dict() for name, r in self.results.items()},
+            "strongest": self.strongest.attack,
+            "auc": self.auc,
+            "tpr_at_fpr": {f"{f:g}": tpr for f, tpr in self.tpr_at_fpr.items()},
+            "epsilon_lower_bound": self.epsilon_lower_bound,
+            "confidence": self.confidence,
+            "delta": self.delta,
+            "n_members": self.n_members,
+            "n_non_members": self.n_non_members,
+            "notes": list(self.notes),
+        }
 
     def __str__(self) -> str:
         fprs = list(next(iter(self.results.values())).tpr_at_fpr)
