@@ -126,6 +126,26 @@ def info(args: argparse.Namespace) -> int:
     return 0
 
 
+def verify_record(args: argparse.Namespace) -> int:
+    """Check a run record's hash chain (and HMACs, given a key file); name the first bad line."""
+    from pathlib import Path
+
+    import pets
+
+    key = None
+    if args.key_file:
+        try:
+            key = Path(args.key_file).read_bytes().strip()
+        except OSError as exc:
+            raise pets.SerializationError(
+                f"cannot read the key file {args.key_file}: {exc.strerror}. Fix: pass the "
+                "file holding the key the record was written with."
+            ) from exc
+    report = pets.verify_record(args.path, key=key, head=args.head)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pets", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=infer)
     p = sub.add_parser("info", help="registered backends and their engines")
     p.set_defaults(func=info)
+    p = sub.add_parser("verify-record", help="check a pets.record run record's hash chain")
+    p.add_argument("path", help="the JSON-lines record written by pets.record")
+    p.add_argument("--head", help="the head hash kept elsewhere (catches removed last lines)")
+    p.add_argument("--key-file", help="file holding the HMAC key the record was written with")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=verify_record)
     return parser
 
 

@@ -400,7 +400,12 @@ class RecordReport:
         }
 
 
-def _broken(path: Path, number: int, problem: str, fix: str) -> SerializationError:
+def _broken(path: Path, number: int, problem: str, fix: str | None = None) -> SerializationError:
+    """The error for the first bad line, ``number`` counted from 1."""
+    if fix is None:
+        intact = f"lines 1-{number - 1} verify" if number > 2 else (
+            "line 1 verifies" if number == 2 else "no line before it")
+        fix = f"restore the record from a trusted copy ({intact})"
     return SerializationError(f"{path} line {number}: {problem}. Fix: {fix}")
 
 
@@ -432,43 +437,45 @@ def verify_record(
             f"cannot read the record {path}: {exc.strerror}. Fix: pass the path of a record "
             "written by pets.record."
         ) from exc
-    fix = "restore the record from a trusted copy; the lines before this one are intact"
     lines = data.split(b"\n")
     if lines[-1] != b"":
         raise _broken(path, len(lines), "the last line is incomplete (no newline: a write "
-                      "was cut off or the file truncated)", fix)
+                      "was cut off or the file truncated)")
     lines.pop()
     prev, kinds, epsilon = GENESIS, Counter[str](), 0.0
     for number, line in enumerate(lines, start=1):
         try:
             content = json.loads(line)
         except ValueError:
-            raise _broken(path, number, "not valid JSON", fix) from None
+            raise _broken(path, number, "not valid JSON") from None
         if not isinstance(content, dict) or any(f not in content for f in _FIELDS):
-            raise _broken(path, number, f"not a record entry (needs {', '.join(_FIELDS)})", fix)
+            raise _broken(path, number, f"not a record entry (needs {', '.join(_FIELDS)})")
         if content["version"] != VERSION:
             raise _broken(path, number, f"record version {content['version']!r}, this pets "
                           f"reads {VERSION}", "verify it with the pets that wrote it")
         if content["index"] != number - 1:
             raise _broken(path, number, f"its index is {content['index']}, expected "
-                          f"{number - 1}: a line before it was removed or inserted", fix)
+                          f"{number - 1}: a line before it was removed or inserted")
         if content["prev"] != prev:
-            raise _broken(path, number, "its 'prev' hash does not match the line before it: "
-                          "that line was edited, or lines were removed or reordered", fix)
+            if number == 1:
+                raise _broken(path, 1, "its 'prev' is not the start of a chain: lines before "
+                              "it were removed")
+            raise _broken(path, number - 1, f"its hash does not match line {number}'s 'prev': "
+                          f"it was edited, or line {number} was moved or inserted")
         if key is not None:
             mac = content.get("mac")
             if not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(key, content)):
                 raise _broken(path, number, "its HMAC does not verify under this key: the line "
-                              "was edited or written without the key", fix)
+                              "was edited or written without the key")
         prev = _line_hash(line)
         kinds[str(content["kind"])] += 1
         spent = content.get("privacy", {}).get("epsilon") if isinstance(
             content.get("privacy"), dict) else None
         if isinstance(spent, (int, float)):
             epsilon += float(spent)
-    if head is not None and head != (prev if lines else GENESIS):
-        raise _broken(path, len(lines), f"the record ends at head {prev}, not the expected "
-                      f"{head}: lines were removed from the end or added after it", fix)
+    if head is not None and head != prev:
+        raise _broken(path, max(len(lines), 1), f"the record ends at head {prev}, not the expected "
+                      f"{head}: lines were removed from the end or added after it")
     logger.debug("verified %d entries in %s", len(lines), path)
     return RecordReport(
         path=str(path),
