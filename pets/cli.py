@@ -112,6 +112,36 @@ def infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def party(args: argparse.Namespace) -> int:
+    """One party (or the dealer) of an MPC run, started by hand: ``pets party``."""
+    import importlib
+    import os
+
+    from pets.backends.mpc.engine import MPCConfig
+    from pets.errors import ParameterError
+    from pets.parties import party_main
+
+    if args.dealer and args.provider != "ttp":
+        raise ParameterError("--dealer serves provider 'ttp' only; 'tfp' runs without a dealer")
+    rank = args.parties if args.dealer else args.rank
+    if rank is None:
+        raise ParameterError("give this party's --rank (0 to --parties - 1), or --dealer")
+    config = MPCConfig(parties=args.parties, rank=rank, provider=args.provider,
+                       precision_bits=args.precision, timeout=args.timeout,
+                       address=args.address, port=args.port)
+    fn = None
+    if not args.dealer:
+        if not args.function or ":" not in args.function:
+            raise ParameterError("name the function each party runs as MODULE:FUNCTION")
+        sys.path.insert(0, os.getcwd())
+        module, _, name = args.function.partition(":")
+        fn = getattr(importlib.import_module(module), name)
+    result = party_main(config, fn, (), {}, None)
+    print(f"pets party {rank}: {result!r}" if not args.dealer else
+          f"pets dealer: served {result} requests", flush=True)
+    return 0
+
+
 def info(args: argparse.Namespace) -> int:
     """Which backends are registered and whether their engines import."""
     import pets
@@ -178,6 +208,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", choices=["batched", "per_sample"], default=None)
     p.add_argument("--timeout", type=float, default=120.0)
     p.set_defaults(func=infer)
+    p = sub.add_parser("party", help="one party (or the dealer) of an MPC run, by hand")
+    p.add_argument("function", nargs="?", help="MODULE:FUNCTION that gets the party")
+    p.add_argument("--rank", type=int, help="this party's rank, 0 to --parties - 1")
+    p.add_argument("--parties", type=int, required=True, help="number of parties (no dealer)")
+    p.add_argument("--address", default="127.0.0.1", help="party 0's host (rendezvous)")
+    p.add_argument("--port", type=int, default=29500, help="rendezvous port at party 0")
+    p.add_argument("--provider", choices=["ttp", "tfp"], default="ttp",
+                   help="ttp: a dealer process makes triples; tfp: party 0 does (sees all)")
+    p.add_argument("--dealer", action="store_true", help="run the dealer (provider ttp)")
+    p.add_argument("--precision", type=int, default=16, help="fixed-point bits")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a peer")
+    p.set_defaults(func=party)
     p = sub.add_parser("info", help="registered backends and their engines")
     p.set_defaults(func=info)
     p = sub.add_parser("verify-record", help="check a pets.record run record's hash chain")
