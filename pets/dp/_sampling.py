@@ -25,7 +25,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from pets.dp._imports import require_opendp
+from pets.dp._imports import require, require_opendp
+from pets.errors import DPConfigurationError
 
 __all__ = [
     "CHUNK",
@@ -34,6 +35,8 @@ __all__ = [
     "GRID_BITS",
     "Kind",
     "grid_exponent",
+    "guarded",
+    "opendp_failure",
     "sample_float",
     "sample_int",
 ]
@@ -44,13 +47,41 @@ CHUNK = 8192
 """Values per OpenDP call; chunks run in parallel."""
 
 GRID_BITS = 40
-"""The noise grid is ``2**-GRID_BITS`` times the noise scale: fine enough to be
-invisible in any result, coarse enough to keep OpenDP's exact samplers fast."""
+"""The noise grid is ``2**-GRID_BITS`` times the noise scale (or the sensitivity, if
+smaller): fine enough to be invisible in any result, coarse enough to keep OpenDP's
+exact samplers fast."""
 
 
-def grid_exponent(scale: float) -> int:
-    """The ``k`` of OpenDP's ``2**k`` output grid for noise of this scale."""
-    return math.floor(math.log2(scale)) - GRID_BITS
+def grid_exponent(scale: float, sensitivity: float | None = None) -> int:
+    """The ``k`` of OpenDP's ``2**k`` output grid for noise of ``scale`` on data of ``sensitivity``.
+
+    The grid is ``2**-GRID_BITS`` of the smaller of the two: fine against the noise,
+    and fine against the sensitivity, so that rounding the input to the grid (paid
+    for by widening the noise by ``n * 2**k / sensitivity``) stays negligible even
+    when epsilon is tiny and the scale huge.
+    """
+    unit = scale if sensitivity is None else min(scale, sensitivity)
+    return math.floor(math.log2(unit)) - GRID_BITS
+
+
+def opendp_failure(exc: BaseException, *, what: str, fix: str) -> DPConfigurationError:
+    """A ``DPConfigurationError`` for an OpenDP refusal (overflow, parameters out of its range)."""
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    return DPConfigurationError(f"OpenDP cannot {what}: {detail}. Fix: {fix}")
+
+
+def _opendp_exception() -> type[BaseException]:
+    module = require("opendp.mod", purpose="secure noise sampling")
+    error: type[BaseException] = module.OpenDPException
+    return error
+
+
+def guarded(call: Any, *, what: str, fix: str) -> Any:
+    """Run ``call()``; an OpenDP error becomes a ``DPConfigurationError`` naming ``fix``."""
+    try:
+        return call()
+    except (_opendp_exception(), OverflowError) as exc:
+        raise opendp_failure(exc, what=what, fix=fix) from exc
 
 
 @lru_cache(maxsize=1)
@@ -86,14 +117,27 @@ def int_measurement(kind: Kind, scale: float, length: int = 1) -> Any:
     return _int_measurement(kind, scale, length)
 
 
-def _run_chunks(flat: npt.NDArray[Any], build: Any) -> list[Any]:
+_SAMPLE_FIX = (
+    "keep epsilon, delta and sensitivity within ordinary ranges (e.g. epsilon between "
+    "1e-6 and 1e3) so that the noise scale and the noisy values fit in 64-bit numbers"
+)
+
+
+def _run_chunks(flat: npt.NDArray[Any], build: Any, *, kind: Kind, scale: float) -> list[Any]:
+    what = f"sample {kind} noise of scale {scale!r}"
     starts = range(0, flat.size, CHUNK)
     pieces = [flat[start : start + CHUNK] for start in starts]
-    calls = [(build(piece.size), piece) for piece in pieces]
+    calls = guarded(
+        lambda: [(build(piece.size), piece) for piece in pieces], what=what, fix=_SAMPLE_FIX
+    )
     if len(calls) == 1:
         measurement, piece = calls[0]
-        return [measurement(piece)]
-    return list(_pool().map(lambda call: call[0](call[1]), calls))
+        return [guarded(lambda: measurement(piece), what=what, fix=_SAMPLE_FIX)]
+    return guarded(
+        lambda: list(_pool().map(lambda call: call[0](call[1]), calls)),
+        what=what,
+        fix=_SAMPLE_FIX,
+    )
 
 
 def sample_float(
@@ -109,7 +153,9 @@ def sample_float(
     flat = np.ascontiguousarray(values, dtype=np.float64).ravel()
     if flat.size == 0:
         return flat.reshape(np.shape(values))
-    parts = _run_chunks(flat, lambda length: _float_measurement(kind, scale, k, length))
+    parts = _run_chunks(
+        flat, lambda length: _float_measurement(kind, scale, k, length), kind=kind, scale=scale
+    )
     return np.concatenate([np.asarray(part, dtype=np.float64) for part in parts]).reshape(
         np.shape(values)
     )
@@ -120,7 +166,9 @@ def sample_int(kind: Kind, values: npt.NDArray[np.int64], *, scale: float) -> np
     flat = np.ascontiguousarray(values, dtype=np.int64).ravel()
     if flat.size == 0:
         return flat.reshape(np.shape(values))
-    parts = _run_chunks(flat, lambda length: _int_measurement(kind, scale, length))
+    parts = _run_chunks(
+        flat, lambda length: _int_measurement(kind, scale, length), kind=kind, scale=scale
+    )
     return np.concatenate([np.asarray(part, dtype=np.int64) for part in parts]).reshape(
         np.shape(values)
     )

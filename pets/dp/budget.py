@@ -2,37 +2,39 @@
 
 The ledger is the record of what has been released about a dataset. Every
 spend is checked and recorded under one lock, so threads cannot overspend
-together. A budget saves to JSON with a SHA-256 checksum of its content,
-written atomically; a file that was truncated or edited is refused with
-:class:`pets.errors.BudgetFileError`, never silently replaced by a fresh budget.
-The checksum detects accidents and casual edits, not a determined forger: keep
-budget files where only the data curator can write.
+together. A budget kept in a file (``Budget.open(path, ...)``) is also safe
+across processes: each spend locks the file, re-reads the ledger other
+processes may have extended, checks against it and writes it back before
+unlocking. The file is JSON with a SHA-256 checksum of its content, written
+atomically; a file that was truncated, edited, rolled back under an open
+handle or not a budget is refused with :class:`pets.errors.BudgetFileError`,
+never silently replaced by a fresh budget. The checksum detects accidents and
+casual edits, not a determined forger (it is not a MAC): keep budget files
+where only the data curator can write.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
-import tempfile
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pets.dp import _budget_file
+from pets.dp._budget_file import RESTORE_FIX
 from pets.dp._imports import require
-from pets.dp._validation import check_delta, check_epsilon
+from pets.dp._validation import as_float, check_delta, check_epsilon
 from pets.dp.composition import make_composition
-from pets.dp.events import Event, dp_accounting_event, dp_sgd_event
+from pets.dp.events import MAX_COUNT, Event, check_event, dp_accounting_event, dp_sgd_event
 from pets.dp.mechanisms.base import Mechanism
 from pets.errors import BudgetExceededError, BudgetFileError, DPConfigurationError
 
 __all__ = ["Budget", "LedgerEntry"]
 
-_FORMAT = "pets.dp.Budget"
-_VERSION = 1
+MAX_LEDGER = 1_000_000
+"""Most entries a budget file may hold (each spend composes them all)."""
 
 
 @dataclass(frozen=True)
@@ -53,21 +55,23 @@ class LedgerEntry:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LedgerEntry:
-        epsilon, delta, label, event = (data[k] for k in ("epsilon", "delta", "label", "event"))
-        if not (isinstance(epsilon, (int, float)) and isinstance(delta, (int, float))):
-            raise TypeError("epsilon and delta must be numbers")
-        if not (label is None or isinstance(label, str)) or not isinstance(event, dict):
-            raise TypeError("label must be a string or null and event an object")
-        return cls(float(epsilon), float(delta), label, event)
+    def from_json(cls, data: Any) -> LedgerEntry:
+        """Parse one saved entry, refusing anything :meth:`to_json` cannot have written."""
+        if not isinstance(data, dict) or set(data) != {"epsilon", "delta", "label", "event"}:
+            raise ValueError("a ledger entry is an object with epsilon, delta, label and event")
+        epsilon, delta = as_float(data["epsilon"]), as_float(data["delta"])
+        if epsilon is None or not (math.isfinite(epsilon) and epsilon >= 0):
+            raise ValueError(f"a ledger entry's epsilon must be finite and >= 0, got {epsilon!r}")
+        if delta is None or not (0 <= delta <= 1):
+            raise ValueError(f"a ledger entry's delta must be in [0, 1], got {delta!r}")
+        label = data["label"]
+        if not (label is None or isinstance(label, str)):
+            raise ValueError("a ledger entry's label must be a string or null")
+        return cls(epsilon, delta, label, check_event(data["event"]))
 
 
 def _fmt(epsilon: float, delta: float) -> str:
     return f"(epsilon={epsilon:.6g}, delta={delta:.6g})"
-
-
-def _canonical(content: Mapping[str, Any]) -> str:
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 class Budget:
@@ -105,13 +109,14 @@ class Budget:
         self._lock = threading.RLock()
         self._path = Path(path) if path is not None else None
         if self._path is not None:
-            if self._path.exists():
-                raise BudgetFileError(
-                    f"a budget file already exists at {self._path}; a new Budget would replace "
-                    "its ledger. Fix: continue it with pets.dp.Budget.open(path, ...) or "
-                    "Budget.load(path), or choose another path for another dataset."
-                )
-            self.save(self._path)
+            with _budget_file.locked(self._path):
+                if self._path.exists():
+                    raise BudgetFileError(
+                        f"a budget file already exists at {self._path}; a new Budget would "
+                        "replace its ledger. Fix: continue it with pets.dp.Budget.open(path, ...) "
+                        "or Budget.load(path), or choose another path for another dataset."
+                    )
+                _budget_file.write_document(self._path, self._content())
 
     # --- reading ---------------------------------------------------------
 
@@ -214,9 +219,10 @@ class Budget:
         >>> entry.epsilon < 2
         True
         """
-        if not (isinstance(steps, int) and steps >= 1):
+        if not (isinstance(steps, int) and 1 <= steps <= MAX_COUNT):
             raise DPConfigurationError(
-                f"steps must be an int >= 1, got {steps!r}. Fix: pass steps=1 or more."
+                f"steps must be an int in [1, {MAX_COUNT}], got {steps!r}. "
+                "Fix: pass the number of noisy steps actually taken."
             )
         if not (isinstance(sampling_rate, (int, float)) and 0 < sampling_rate <= 1):
             raise DPConfigurationError(
@@ -236,35 +242,117 @@ class Budget:
     ) -> LedgerEntry:
         """Record a spend described by a privacy ``event`` whose own cost is ``(epsilon, delta)``.
 
-        Nothing is recorded if the total would pass the limit.
+        Nothing is recorded if the total would pass the limit. A budget kept in a
+        file first takes the file's lock and catches up with the spends other
+        processes recorded there, so the check covers them too.
         """
-        entry = LedgerEntry(float(epsilon), float(delta), label, dict(event))
+        try:
+            event = check_event(dict(event))
+        except DPConfigurationError as exc:
+            raise DPConfigurationError(
+                f"the privacy event of this spend is malformed: {exc}. Fix: describe it as "
+                "pets.dp.events documents (e.g. use spend() or spend_mechanism())."
+            ) from exc
+        entry = LedgerEntry(float(epsilon), float(delta), label, event)
         with self._lock:
-            candidate = [*self._entries, entry]
-            total = self._composition.total(candidate, self._delta)
-            if total[0] > self._epsilon or total[1] > self._delta:
-                named = f" ({label!r})" if label else ""
-                error = BudgetExceededError(
-                    f"spending {_fmt(entry.epsilon, entry.delta)}{named} would bring the total "
-                    f"to {_fmt(*total)} under {self.composition} composition, past the budget "
-                    f"of {_fmt(self._epsilon, self._delta)} (remaining: {_fmt(*self.remaining)}). "
-                    "Nothing was recorded. Fix: spend less (more noise, fewer or coarser "
-                    "releases), or stop releasing results about this data."
+            if self._path is None:
+                return self._record(entry)
+            with _budget_file.locked(self._path):
+                self._catch_up()
+                return self._record(entry)
+
+    def _record(self, entry: LedgerEntry) -> LedgerEntry:
+        """Check ``entry`` against the ledger, append it and save; the caller holds the locks."""
+        candidate = [*self._entries, entry]
+        total = self._composition.total(candidate, self._delta)
+        if total[0] > self._epsilon or total[1] > self._delta:
+            raise self._refusal(entry, total)
+        previous = self._spent
+        self._entries.append(entry)
+        self._spent = total
+        if self._path is not None:
+            try:
+                _budget_file.write_document(self._path, self._content())
+            except BudgetFileError:
+                self._entries.pop()
+                self._spent = previous
+                raise
+        return entry
+
+    def _refusal(self, entry: LedgerEntry, total: tuple[float, float]) -> BudgetExceededError:
+        named = f" ({entry.label!r})" if entry.label else ""
+        if total[1] > self._delta and total[0] <= self._epsilon:
+            if self._delta == 0:
+                fix = (
+                    "Fix: this budget has delta=0 (pure epsilon-DP), which no spend with a "
+                    "delta (Gaussian noise, DP-SGD) fits. Give the budget a delta, e.g. "
+                    f"pets.dp.Budget(epsilon={self._epsilon:g}, delta=1e-5) (well below 1 / "
+                    "the number of records), or use a pure-DP mechanism (Laplace)."
                 )
-                error.requested = (entry.epsilon, entry.delta)  # type: ignore[attr-defined]
-                error.remaining = self.remaining  # type: ignore[attr-defined]
-                raise error
-            previous = self._spent
-            self._entries.append(entry)
-            self._spent = total
-            if self._path is not None:
-                try:
-                    self.save(self._path)
-                except BudgetFileError:
-                    self._entries.pop()
-                    self._spent = previous
-                    raise
-            return entry
+            else:
+                fix = (
+                    "Fix: the delta limit is what runs out: spend less delta (a smaller delta "
+                    "per release, fewer releases), use composition='rdp' or 'prv', which "
+                    "charge many Gaussian spends far less, or stop releasing results about "
+                    "this data."
+                )
+        else:
+            fix = (
+                "Fix: spend less (more noise, fewer or coarser releases), or stop releasing "
+                "results about this data."
+            )
+        error = BudgetExceededError(
+            f"spending {_fmt(entry.epsilon, entry.delta)}{named} would bring the total "
+            f"to {_fmt(*total)} under {self.composition} composition, past the budget "
+            f"of {_fmt(self._epsilon, self._delta)} (remaining: {_fmt(*self.remaining)}). "
+            f"Nothing was recorded. {fix}"
+        )
+        error.requested = (entry.epsilon, entry.delta)  # type: ignore[attr-defined]
+        error.remaining = self.remaining  # type: ignore[attr-defined]
+        return error
+
+    def _catch_up(self) -> None:
+        """Adopt the file's ledger (other processes' spends); the caller holds the file lock."""
+        assert self._path is not None
+        if not self._path.exists():
+            raise BudgetFileError(
+                f"the budget file {self._path} was removed while this budget was using it. "
+                f"{RESTORE_FIX}"
+            )
+        held = Budget._from_content(_budget_file.read_content(self._path), self._path)
+        if (held.epsilon, held.delta, held.composition) != (
+            self._epsilon,
+            self._delta,
+            self.composition,
+        ):
+            raise BudgetFileError(
+                f"the budget file {self._path} now holds other limits (epsilon, delta, "
+                f"composition)={(held.epsilon, held.delta, held.composition)!r}; it was "
+                f"replaced while this budget was using it. {RESTORE_FIX}"
+            )
+        if held._entries[: len(self._entries)] != self._entries:
+            raise BudgetFileError(
+                f"the budget file {self._path} no longer holds the {len(self._entries)} spends "
+                "this budget recorded in it: it was rolled back or replaced while in use. "
+                f"{RESTORE_FIX}"
+            )
+        self._entries, self._spent = held._entries, held._spent
+
+    def refresh(self) -> None:
+        """Catch up with spends other processes recorded in this budget's file (if it has one).
+
+        >>> import pets.dp, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "budget.json")
+        >>> mine, theirs = (pets.dp.Budget.open(path, epsilon=1.0) for _ in range(2))
+        >>> _ = theirs.spend(0.25)
+        >>> mine.refresh()
+        >>> mine.spent
+        (0.25, 0.0)
+        """
+        if self._path is None:
+            return
+        with self._lock, _budget_file.locked(self._path):
+            self._catch_up()
 
     # --- files -----------------------------------------------------------
 
@@ -277,41 +365,51 @@ class Budget:
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the budget and its ledger to ``path`` as checksummed JSON, atomically."""
+        """Write the budget and its ledger to ``path`` as checksummed JSON, atomically.
+
+        Saving to this budget's own file first catches up with other processes'
+        spends (so none is erased); saving elsewhere writes this ledger as it is.
+        """
         target = Path(path)
-        with self._lock:
-            content = self._content()
-            document = {
-                "format": _FORMAT,
-                "version": _VERSION,
-                "sha256": hashlib.sha256(_canonical(content).encode()).hexdigest(),
-                "content": content,
-            }
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(
-                    dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+        with self._lock, _budget_file.locked(target):
+            if self._path is not None and target.resolve() == self._path.resolve():
+                self._catch_up()
+            _budget_file.write_document(target, self._content())
+
+    @classmethod
+    def _from_content(cls, content: dict[str, Any], source: Path) -> Budget:
+        """A budget from a checksummed file's ``content``, every field checked."""
+        try:
+            if set(content) != {"epsilon", "delta", "composition", "ledger"}:
+                raise ValueError(
+                    "the content must hold exactly epsilon, delta, composition and ledger"
                 )
-                try:
-                    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                        json.dump(document, handle, indent=2, sort_keys=True, allow_nan=False)
-                        handle.flush()
-                        os.fsync(handle.fileno())
-                    os.replace(tmp, target)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
-            except OSError as exc:
-                raise BudgetFileError(
-                    f"could not save the budget to {target}: {exc}. Fix: check the directory "
-                    "exists and is writable; the spend was not recorded."
-                ) from exc
+            ledger = content["ledger"]
+            if not isinstance(ledger, list) or len(ledger) > MAX_LEDGER:
+                raise ValueError(f"the ledger must be a list of at most {MAX_LEDGER} entries")
+            if not isinstance(content["composition"], str):
+                raise ValueError("the composition must be a name")
+            budget = cls(content["epsilon"], content["delta"], composition=content["composition"])
+            budget._entries = [LedgerEntry.from_json(item) for item in ledger]
+            budget._spent = budget._composition.total(budget._entries, budget._delta)
+        except (KeyError, TypeError, ValueError, ArithmeticError, RecursionError) as exc:
+            raise BudgetFileError(
+                f"the budget file {source} is malformed: {exc}. {RESTORE_FIX}"
+            ) from exc
+        if budget._spent[0] > budget._epsilon or budget._spent[1] > budget._delta:
+            raise BudgetFileError(
+                f"the budget file {source} records {_fmt(*budget._spent)}, more than its limit "
+                f"{_fmt(budget._epsilon, budget._delta)}. {RESTORE_FIX}"
+            )
+        return budget
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Budget:
-        """Read a budget saved with :meth:`save`, ledger and all.
+        """Read a budget saved with :meth:`save`, ledger and all (not bound to the file).
 
-        Raises ``BudgetFileError`` if the file is missing, truncated, edited or not a budget.
+        Raises ``BudgetFileError`` if the file is missing, truncated, edited, not a
+        budget, or holds values no budget can (negative or non-finite spends,
+        malformed privacy events, absurd repetition counts).
 
         >>> import pets.dp, tempfile, os
         >>> path = os.path.join(tempfile.mkdtemp(), "budget.json")
@@ -322,53 +420,7 @@ class Budget:
         True
         """
         source = Path(path)
-        fix = (
-            "Fix: restore the file from a backup. Do not start a fresh budget for data "
-            "that has already been released: that would forget what was spent."
-        )
-        try:
-            text = source.read_text(encoding="utf-8")
-        except FileNotFoundError as exc:
-            raise BudgetFileError(f"no budget file at {source}. {fix}") from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise BudgetFileError(f"cannot read the budget file {source}: {exc}. {fix}") from exc
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BudgetFileError(
-                f"the budget file {source} is not valid JSON (truncated or corrupt: {exc}). {fix}"
-            ) from exc
-        if not isinstance(document, dict) or document.get("format") != _FORMAT:
-            raise BudgetFileError(f"{source} is not a pets privacy budget file. {fix}")
-        if document.get("version") != _VERSION:
-            raise BudgetFileError(
-                f"the budget file {source} has version {document.get('version')!r}; "
-                f"this pets reads version {_VERSION}. Fix: load it with the pets that wrote it."
-            )
-        content = document.get("content")
-        digest = (
-            hashlib.sha256(_canonical(content).encode()).hexdigest()
-            if isinstance(content, dict)
-            else None
-        )
-        if digest is None or digest != document.get("sha256"):
-            raise BudgetFileError(
-                f"the checksum of the budget file {source} does not match its content: "
-                f"it was edited or corrupted. {fix}"
-            )
-        try:
-            assert isinstance(content, dict)
-            budget = cls(content["epsilon"], content["delta"], composition=content["composition"])
-            budget._entries = [LedgerEntry.from_json(item) for item in content["ledger"]]
-            budget._spent = budget._composition.total(budget._entries, budget._delta)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BudgetFileError(f"the budget file {source} is malformed: {exc!r}. {fix}") from exc
-        if budget._spent[0] > budget._epsilon or budget._spent[1] > budget._delta:
-            raise BudgetFileError(
-                f"the budget file {source} records {_fmt(*budget._spent)}, more than its limit "
-                f"{_fmt(budget._epsilon, budget._delta)}. {fix}"
-            )
-        return budget
+        return cls._from_content(_budget_file.read_content(source), source)
 
     @classmethod
     def open(
@@ -388,16 +440,19 @@ class Budget:
         (0.25, 0.0)
         """
         target = Path(path)
-        if not target.exists():
-            return cls(epsilon, delta, composition=composition, path=target)
-        budget = cls.load(target)
-        asked = (check_epsilon(epsilon), check_delta(delta), composition)
-        held = (budget.epsilon, budget.delta, budget.composition)
-        if asked != held:
-            raise BudgetFileError(
-                f"the budget file {target} holds limits (epsilon, delta, composition)={held!r}, "
-                f"but {asked!r} was asked. Fix: pass the limits it was created with, or use "
-                "another file for another dataset."
-            )
+        asked = (check_epsilon(epsilon), check_delta(delta), make_composition(composition).name)
+        with _budget_file.locked(target):
+            if not target.exists():
+                budget = cls(epsilon, delta, composition=composition)
+                _budget_file.write_document(target, budget._content())
+            else:
+                budget = cls.load(target)
+                held = (budget.epsilon, budget.delta, budget.composition)
+                if asked != held:
+                    raise BudgetFileError(
+                        f"the budget file {target} holds limits (epsilon, delta, composition)="
+                        f"{held!r}, but {asked!r} was asked. Fix: pass the limits it was "
+                        "created with, or use another file for another dataset."
+                    )
         budget._path = target
         return budget

@@ -212,7 +212,8 @@ def test_a_file_that_is_not_a_budget_is_refused(tmp_path: Path) -> None:
 def test_saving_is_atomic_and_leaves_no_temporary_files(tmp_path: Path) -> None:
     path = _saved(tmp_path)
     pets.dp.Budget.load(path).save(path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["budget.json"]
+    # the lock file stays: deleting it would let two processes lock two different files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["budget.json", "budget.json.lock"]
 
 
 def test_an_open_budget_persists_every_spend_and_reloads_it(tmp_path: Path) -> None:

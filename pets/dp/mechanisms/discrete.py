@@ -11,37 +11,87 @@ import numpy.typing as npt
 
 from pets.dp import _sampling
 from pets.dp._imports import require_opendp
-from pets.dp._validation import as_array, check_delta, check_epsilon, check_sensitivity
+from pets.dp._validation import (
+    as_array,
+    check_delta,
+    check_epsilon,
+    check_noise_scale,
+    check_released,
+    check_sensitivity,
+)
 from pets.dp.mechanisms.base import AdditiveMechanism, Event, as_shape, register_mechanism
 from pets.errors import DPConfigurationError
 
 __all__ = ["DiscreteGaussianMechanism", "DiscreteLaplaceMechanism"]
 
 
+MAX_INTEGER = 2**62
+"""Largest magnitude of an input integer: ``x + noise`` must stay inside int64."""
+
+MAX_INTEGER_SCALE = float(2**56)
+"""Largest discrete noise scale: noise past ``2**62`` then has probability below ``e**-64``."""
+
+
 def _as_integers(x: Any) -> npt.NDArray[np.int64]:
     values = as_array(x)
-    if values.dtype.kind in "biu":
-        return values.astype(np.int64)
-    if (
+    integral = values.dtype.kind in "biu" or (
         values.dtype.kind == "f"
-        and np.all(np.isfinite(values))
-        and np.all(values == np.round(values))
-    ):
-        return values.astype(np.int64)
-    raise DPConfigurationError(
-        "discrete mechanisms need integer values (counts, histograms), got "
-        f"dtype {values.dtype}. Fix: round the values yourself, or use "
-        "pets.dp.laplace / pets.dp.gaussian for real numbers."
+        and bool(np.all(np.isfinite(values)))
+        and bool(np.all(values == np.round(values)))
     )
+    if not integral:
+        raise DPConfigurationError(
+            "discrete mechanisms need integer values (counts, histograms), got "
+            f"dtype {values.dtype}. Fix: round the values yourself, or use "
+            "pets.dp.laplace / pets.dp.gaussian for real numbers."
+        )
+    if values.size and values.dtype.kind != "b":
+        # compare in the input's own type (uint64 and float inputs may exceed int64)
+        low, high = values.min(), values.max()
+        if high > MAX_INTEGER or (values.dtype.kind != "u" and low < -MAX_INTEGER):
+            raise DPConfigurationError(
+                f"discrete mechanisms take integers within +-2**62 ({MAX_INTEGER:.3g}), so that "
+                "the noisy result fits in 64 bits; these values reach beyond it. Fix: clip the "
+                "counts to a public bound (pets.dp.clip_values) before adding noise."
+            )
+    return values.astype(np.int64)
+
+
+def _check_integer_sensitivity(sensitivity: float, *, norm: str, integral: bool) -> float:
+    """Integer data moves by whole units: a sensitivity below 1 (or, in L1, a fraction) is wrong."""
+    if sensitivity < 1.0 or (integral and not sensitivity.is_integer()):
+        bound = math.ceil(sensitivity)
+        raise DPConfigurationError(
+            f"sensitivity={sensitivity!r} cannot bound a change of integer data: one person "
+            f"changes integers by whole units, so the {norm} sensitivity is "
+            f"{'a whole number ' if integral else ''}>= 1. Calibrating to {sensitivity!r} "
+            f"would add too little noise. Fix: pass sensitivity={max(1, bound)} (the most one "
+            "person can change the counts)."
+        )
+    return sensitivity
+
+
+_CALIBRATION_FIX = (
+    "use an epsilon between 1e-6 and 1e3 and a delta between 1e-300 and 0.1, or "
+    "pets.dp.laplace / pets.dp.gaussian for real numbers"
+)
 
 
 @lru_cache(maxsize=256)
 def _certified_laplace_scale(epsilon: float, sensitivity: float) -> float:
     """The smallest float scale >= sensitivity/epsilon whose OpenDP map is <= epsilon."""
-    scale = sensitivity / epsilon
-    while float(_sampling.int_measurement("laplace", scale).map(sensitivity)) > epsilon:
-        scale = math.nextafter(scale, math.inf)
-    return scale
+    scale = check_noise_scale(
+        sensitivity / epsilon, limit=MAX_INTEGER_SCALE, what="discrete Laplace"
+    )
+
+    def certified() -> float:
+        nonlocal scale
+        while float(_sampling.int_measurement("laplace", scale).map(sensitivity)) > epsilon:
+            scale = math.nextafter(scale, math.inf)
+        return scale
+
+    what = f"calibrate discrete Laplace noise for epsilon={epsilon!r}"
+    return float(_sampling.guarded(certified, what=what, fix=_CALIBRATION_FIX))
 
 
 @lru_cache(maxsize=256)
@@ -55,14 +105,22 @@ def _certified_gaussian_scale(epsilon: float, delta: float, sensitivity: float) 
             dp.c.make_zCDP_to_approxDP(dp.m.make_gaussian(*space, scale=scale)), delta
         )
 
-    return float(dp.binary_search_param(make, d_in=sensitivity, d_out=(epsilon, delta)))
+    what = f"calibrate discrete Gaussian noise for epsilon={epsilon!r}, delta={delta!r}"
+    scale = _sampling.guarded(
+        lambda: float(dp.binary_search_param(make, d_in=sensitivity, d_out=(epsilon, delta))),
+        what=what,
+        fix=_CALIBRATION_FIX,
+    )
+    return check_noise_scale(scale, limit=MAX_INTEGER_SCALE, what="discrete Gaussian")
 
 
 @register_mechanism("discrete_laplace")
 class DiscreteLaplaceMechanism(AdditiveMechanism):
     """Adds discrete Laplace noise (P[z] ~ exp(-|z|/b), b = sensitivity/epsilon) to integers.
 
-    Pure epsilon-DP for integer vectors whose L1 sensitivity is ``sensitivity``.
+    Pure epsilon-DP for integer vectors whose L1 sensitivity is ``sensitivity``
+    (a whole number >= 1: integer data moves by whole units). Inputs must lie
+    within +-2**62 so that the noisy result fits in 64 bits.
     Sampled exactly by OpenDP's ``make_laplace`` over an ``i64`` vector domain
     (Canonne, Kamath & Steinke 2020 sampler, OS CSPRNG); ``b`` is nudged up by
     float ulps until OpenDP's own privacy map certifies ``epsilon``.
@@ -75,7 +133,9 @@ class DiscreteLaplaceMechanism(AdditiveMechanism):
 
     def __init__(self, epsilon: float, sensitivity: float = 1.0) -> None:
         self._epsilon = check_epsilon(epsilon)
-        self._sensitivity = check_sensitivity(sensitivity)
+        self._sensitivity = _check_integer_sensitivity(
+            check_sensitivity(sensitivity), norm="L1", integral=True
+        )
         self._scale = _certified_laplace_scale(self._epsilon, self._sensitivity)
 
     @property
@@ -85,19 +145,18 @@ class DiscreteLaplaceMechanism(AdditiveMechanism):
         return math.sqrt(2.0 * q) / (1.0 - q)
 
     def __call__(self, x: Any) -> npt.NDArray[np.int64]:
-        return _sampling.sample_int("laplace", _as_integers(x), scale=self._scale)
+        noisy = _sampling.sample_int("laplace", _as_integers(x), scale=self._scale)
+        return check_released(noisy, what="integers")
 
     def noise(self, shape: int | tuple[int, ...]) -> npt.NDArray[np.int64]:
         return self(np.zeros(as_shape(shape), dtype=np.int64))
 
     def dp_event(self) -> Event:
-        if float(self._sensitivity).is_integer():
-            return {
-                "type": "discrete_laplace",
-                "noise_parameter": 1.0 / self._scale,
-                "sensitivity": int(self._sensitivity),
-            }
-        return {"type": "epsilon_delta", "epsilon": self._epsilon, "delta": 0.0}
+        return {
+            "type": "discrete_laplace",
+            "noise_parameter": 1.0 / self._scale,
+            "sensitivity": int(self._sensitivity),
+        }
 
     def _describe(self) -> dict[str, Any]:
         return {"epsilon": self._epsilon, "sensitivity": self._sensitivity}
@@ -110,7 +169,8 @@ class DiscreteGaussianMechanism(AdditiveMechanism):
     Sigma is found by OpenDP (``binary_search_param`` over ``make_gaussian`` on
     an ``i64`` vector domain, converted from zCDP with ``make_zCDP_to_approxDP``),
     so OpenDP certifies the promise end to end; it is a few percent larger than
-    the continuous analytic calibration. ``sensitivity`` is an L2 bound.
+    the continuous analytic calibration. ``sensitivity`` is an L2 bound (>= 1:
+    integer data moves by whole units).
 
     >>> import pets.dp
     >>> mechanism = pets.dp.DiscreteGaussianMechanism(epsilon=1.0, delta=1e-5, sensitivity=1)
@@ -121,11 +181,14 @@ class DiscreteGaussianMechanism(AdditiveMechanism):
     def __init__(self, epsilon: float, delta: float, sensitivity: float = 1.0) -> None:
         self._epsilon = check_epsilon(epsilon)
         self._delta = check_delta(delta, allow_zero=False)
-        self._sensitivity = check_sensitivity(sensitivity)
+        self._sensitivity = _check_integer_sensitivity(
+            check_sensitivity(sensitivity), norm="L2", integral=False
+        )
         self._scale = _certified_gaussian_scale(self._epsilon, self._delta, self._sensitivity)
 
     def __call__(self, x: Any) -> npt.NDArray[np.int64]:
-        return _sampling.sample_int("gaussian", _as_integers(x), scale=self._scale)
+        noisy = _sampling.sample_int("gaussian", _as_integers(x), scale=self._scale)
+        return check_released(noisy, what="integers")
 
     def noise(self, shape: int | tuple[int, ...]) -> npt.NDArray[np.int64]:
         return self(np.zeros(as_shape(shape), dtype=np.int64))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -13,10 +14,13 @@ import numpy.typing as npt
 from pets.dp import _sampling
 from pets.dp._imports import require
 from pets.dp._validation import (
+    MAX_FLOAT_SCALE,
     as_array,
     check_delta,
     check_epsilon,
     check_finite,
+    check_noise_scale,
+    check_released,
     check_sensitivity,
 )
 from pets.dp.mechanisms.base import AdditiveMechanism, Event, as_shape, register_mechanism
@@ -25,6 +29,8 @@ from pets.errors import DPConfigurationError
 __all__ = ["GaussianMechanism", "gaussian_sigma"]
 
 _FLOAT_MARGIN = 1.0 + 1e-9  # above brentq's tolerance in the analytic calibration
+_WIDENING = 1.0 + 1e-6  # step when that margin is not enough (tiny epsilon)
+_MAX_WIDENINGS = 10_000
 
 
 def _classic_sigma(epsilon: float, delta: float) -> float:
@@ -41,14 +47,29 @@ def _analytic_sigma(epsilon: float, delta: float) -> float:
     gaussian_mechanism = require(
         "dp_accounting.gaussian_mechanism", purpose="the analytic Gaussian calibration"
     )
-    sigma = float(gaussian_mechanism.get_sigma_gaussian(epsilon, delta)) * _FLOAT_MARGIN
-    achieved = float(gaussian_mechanism.get_epsilon_gaussian(sigma, delta))
-    if achieved > epsilon:  # pragma: no cover - guards against a change in dp_accounting
-        raise DPConfigurationError(
-            f"analytic calibration gave sigma={sigma} with epsilon={achieved} > {epsilon}. "
-            "Fix: use calibration='classic' or report this as a bug."
-        )
-    return sigma
+    with warnings.catch_warnings():  # log1p(-1) = -inf at the far ends is expected there
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            sigma = float(gaussian_mechanism.get_sigma_gaussian(epsilon, delta)) * _FLOAT_MARGIN
+        except (ValueError, ArithmeticError) as exc:
+            raise DPConfigurationError(
+                f"the analytic Gaussian calibration fails at epsilon={epsilon!r}, "
+                f"delta={delta!r}: {exc}. Fix: use an epsilon between 1e-6 and 1e3 and a "
+                "delta between 1e-300 and 0.1."
+            ) from exc
+        achieved = math.inf
+        # brentq stops at an absolute tolerance, which is coarse for a tiny epsilon:
+        # widen sigma until dp_accounting's own epsilon for it certifies the promise.
+        for _ in range(_MAX_WIDENINGS):
+            achieved = float(gaussian_mechanism.get_epsilon_gaussian(sigma, delta))
+            if math.isfinite(sigma) and achieved <= epsilon:
+                return sigma
+            sigma *= _WIDENING
+    raise DPConfigurationError(
+        f"the analytic Gaussian calibration found no sigma certifying epsilon={epsilon!r} "
+        f"at delta={delta!r} (last: sigma={sigma!r} with epsilon={achieved!r}). "
+        "Fix: use an epsilon between 1e-6 and 1e3 and a delta between 1e-300 and 0.1."
+    )
 
 
 _CALIBRATIONS: dict[str, Callable[[float, float], float]] = {
@@ -110,10 +131,11 @@ class GaussianMechanism(AdditiveMechanism):
         self.calibration = calibration
         self._sigma = gaussian_sigma(self._epsilon, self._delta, calibration=calibration)
         self._scale = self._sigma * self._sensitivity  # the noise standard deviation
+        check_noise_scale(self._scale, limit=MAX_FLOAT_SCALE, what="Gaussian")
 
     def sampling_parameters(self, size: int) -> tuple[float, int]:
         """``(sigma, k)`` given to OpenDP for ``size`` values, rounding paid for."""
-        k = _sampling.grid_exponent(self.scale)
+        k = _sampling.grid_exponent(self.scale, self._sensitivity)
         widened = self._sensitivity + math.sqrt(size) * 2.0**k
         return self._sigma * widened, k
 
@@ -121,7 +143,8 @@ class GaussianMechanism(AdditiveMechanism):
         values = as_array(x).astype(np.float64, copy=False)
         check_finite(values)
         scale, k = self.sampling_parameters(values.size)
-        return _sampling.sample_float("gaussian", values, scale=scale, k=k)
+        noisy = _sampling.sample_float("gaussian", values, scale=scale, k=k)
+        return check_released(noisy, what="values")
 
     def noise(self, shape: int | tuple[int, ...]) -> npt.NDArray[np.float64]:
         return self(np.zeros(as_shape(shape)))

@@ -9,7 +9,15 @@ import numpy as np
 import numpy.typing as npt
 
 from pets.dp import _sampling
-from pets.dp._validation import as_array, check_epsilon, check_finite, check_sensitivity
+from pets.dp._validation import (
+    MAX_FLOAT_SCALE,
+    as_array,
+    check_epsilon,
+    check_finite,
+    check_noise_scale,
+    check_released,
+    check_sensitivity,
+)
 from pets.dp.mechanisms.base import AdditiveMechanism, Event, as_shape, register_mechanism
 
 __all__ = ["LaplaceMechanism"]
@@ -38,6 +46,7 @@ class LaplaceMechanism(AdditiveMechanism):
     def __init__(self, epsilon: float, sensitivity: float = 1.0) -> None:
         self._epsilon = check_epsilon(epsilon)
         self._sensitivity = check_sensitivity(sensitivity)
+        check_noise_scale(self.scale, limit=MAX_FLOAT_SCALE, what="Laplace")
 
     @property
     def scale(self) -> float:
@@ -50,7 +59,7 @@ class LaplaceMechanism(AdditiveMechanism):
 
     def sampling_parameters(self, size: int) -> tuple[float, int]:
         """``(scale, k)`` given to OpenDP for ``size`` values, rounding paid for."""
-        k = _sampling.grid_exponent(self.scale)
+        k = _sampling.grid_exponent(self.scale, self._sensitivity)
         widened = self._sensitivity + size * 2.0**k
         return widened / self._epsilon * _FLOAT_MARGIN, k
 
@@ -58,7 +67,8 @@ class LaplaceMechanism(AdditiveMechanism):
         values = as_array(x).astype(np.float64, copy=False)
         check_finite(values)
         scale, k = self.sampling_parameters(values.size)
-        return _sampling.sample_float("laplace", values, scale=scale, k=k)
+        noisy = _sampling.sample_float("laplace", values, scale=scale, k=k)
+        return check_released(noisy, what="values")
 
     def noise(self, shape: int | tuple[int, ...]) -> npt.NDArray[np.float64]:
         return self(np.zeros(as_shape(shape)))

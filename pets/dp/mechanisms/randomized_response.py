@@ -17,6 +17,9 @@ from pets.errors import DPConfigurationError
 
 __all__ = ["RandomizedResponse"]
 
+_SMALLEST_FLIP = 1e-300
+_MAX_NUDGES = 256  # ulp steps toward a certified parameter before giving up
+
 
 @lru_cache(maxsize=64)
 def _bit_flip_measurement(epsilon: float) -> tuple[Any, float]:
@@ -28,26 +31,39 @@ def _bit_flip_measurement(epsilon: float) -> tuple[Any, float]:
     half of ``map(1)`` is the per-bit loss. ``f`` is nudged up until certified.
     """
     dp = require_opendp()
-    f = 2.0 / (1.0 + math.exp(epsilon))
-    while True:
+    # 2 / (1 + e^eps), written so that a huge epsilon underflows to 0 instead of
+    # overflowing; below _SMALLEST_FLIP the per-bit loss (~690) is already far past
+    # any meaningful epsilon, and a smaller loss than promised is still the promise.
+    f = max(2.0 * math.exp(-epsilon) / (1.0 + math.exp(-epsilon)), _SMALLEST_FLIP)
+    for _ in range(_MAX_NUDGES):
         measurement = dp.m.make_randomized_response_bitvec(
-            dp.bitvector_domain(max_weight=1), dp.discrete_distance(), f=f
+            dp.bitvector_domain(max_weight=1), dp.discrete_distance(), f=min(f, 1.0)
         )
         if float(measurement.map(1)) / 2.0 <= epsilon:
-            return measurement, f
+            return measurement, min(f, 1.0)
         f = math.nextafter(f, math.inf)
+    raise _uncertifiable(epsilon)
 
 
 @lru_cache(maxsize=64)
 def _categorical_measurement(epsilon: float, k: int) -> tuple[Any, float]:
     """OpenDP's k-ary randomized response over labels 0..k-1, certified <= epsilon."""
     dp = require_opendp()
-    prob = math.exp(epsilon) / (math.exp(epsilon) + k - 1)
-    while True:
-        measurement = dp.m.make_randomized_response(list(range(k)), prob, T="i64")
+    prob = 1.0 / (1.0 + (k - 1) * math.exp(-epsilon))  # e^eps / (e^eps + k - 1), no overflow
+    for _ in range(_MAX_NUDGES):
+        measurement = dp.m.make_randomized_response(list(range(k)), max(prob, 1.0 / k), T="i64")
         if float(measurement.map(1)) <= epsilon:
-            return measurement, prob
+            return measurement, max(prob, 1.0 / k)
         prob = math.nextafter(prob, 0.0)
+    raise _uncertifiable(epsilon)
+
+
+def _uncertifiable(epsilon: float) -> DPConfigurationError:
+    return DPConfigurationError(
+        f"OpenDP cannot certify randomized response at epsilon={epsilon!r}: float rounding "
+        "in its privacy map exceeds so small an epsilon (the answers would be pure noise "
+        "anyway). Fix: use epsilon >= 1e-9, or do not release anything."
+    )
 
 
 @register_mechanism("randomized_response")
@@ -81,6 +97,7 @@ class RandomizedResponse(Mechanism):
                     f"categories must hold at least two distinct labels, got {categories!r}. "
                     "Fix: list every possible answer once, e.g. categories=['a', 'b', 'c']."
                 )
+        self.keep_probability  # noqa: B018 - certify now, before any budget is charged
 
     @property
     def epsilon(self) -> float:
@@ -132,9 +149,11 @@ class RandomizedResponse(Mechanism):
 
     def dp_event(self) -> Event:
         k = self.num_categories
-        keep = self.keep_probability
         # dp_accounting's RR: with prob. p_noise answer uniformly among k buckets.
-        noise = min(1.0, (1.0 - keep) * k / (k - 1))
+        if self.categories is None:  # OpenDP's f is exactly that probability
+            noise = _bit_flip_measurement(self._epsilon)[1]
+        else:
+            noise = min(1.0, (1.0 - self.keep_probability) * k / (k - 1))
         return {"type": "randomized_response", "noise_parameter": noise, "num_buckets": k}
 
     def _describe(self) -> dict[str, Any]:
