@@ -1,0 +1,41 @@
+"""Federated training with DP and encrypted aggregation, on Flower.
+
+Parties and keys: a key authority (or client 0) makes one CKKS key set at
+enrolment and gives it to every client out of band; the aggregator (Flower's
+ServerApp with :class:`SecureFedAvg`) gets only the public part. Each round
+each client trains on its own shard, clips its update, adds its share of the
+DP noise, pays for the round in its own :class:`pets.dp.Budget` and encrypts
+its proposal (:class:`SecureUpdateMod`, a Flower client mod); the aggregator
+sums ciphertexts; the clients decrypt the average. ``docs/federated.md`` states
+what each party sees and what breaks it.
+
+* :func:`simulate` — every mode on Flower's simulation engine, in one call;
+* :func:`compare` — the bench rows: FedAvg, DP, DP + encrypted aggregation, pooled;
+* :mod:`.deployment` — the same on Flower's deployment engine (SuperLink, SuperNodes).
+"""
+
+from protocols.federated.compare import compare, format_rows
+from protocols.federated.mod import SecureUpdateMod, open_global, traffic_mod
+from protocols.federated.packing import decrypt_vector, encrypt_vector, make_keys, sum_tensors
+from protocols.federated.privacy import DPSettings, epsilon_per_round_for
+from protocols.federated.simulation import MODES, FederatedRun, simulate
+from protocols.federated.strategy import RoundReport, SecureFedAvg
+
+__all__ = [
+    "MODES",
+    "DPSettings",
+    "FederatedRun",
+    "RoundReport",
+    "SecureFedAvg",
+    "SecureUpdateMod",
+    "compare",
+    "decrypt_vector",
+    "encrypt_vector",
+    "epsilon_per_round_for",
+    "format_rows",
+    "make_keys",
+    "open_global",
+    "simulate",
+    "sum_tensors",
+    "traffic_mod",
+]
