@@ -61,7 +61,9 @@ def _native(x: PrivateTensor, name: str, **options: Any) -> PrivateTensor | None
 
 
 def _interval(name: str, interval: Interval | None) -> Interval:
-    lo, hi = DEFAULT_INTERVALS[name] if interval is None else (float(interval[0]), float(interval[1]))
+    lo, hi = DEFAULT_INTERVALS[name] if interval is None else (
+        float(interval[0]), float(interval[1])
+    )
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
         raise ValueRangeError(f"{name}: interval must be finite with low < high, got {(lo, hi)}")
     return lo, hi
@@ -100,12 +102,12 @@ def maximum(x: PrivateTensor, axis: int | None = None) -> PrivateTensor:
     """
     if axis is None:
         return maximum(x.reshape(-1), 0)
-    native = _native(x, "max", axis=axis)
-    if native is not None:
-        return native
     ax = axis % x.ndim
+    reduced = x.backend.function("max", x.data, axis=ax)
+    if reduced is not None:
+        return x._wrap(reduced, x.shape[:ax] + x.shape[ax + 1 :])
     moved = x if ax == x.ndim - 1 else x.transpose(
-        [i for i in range(x.ndim) if i != ax] + [ax]
+        *[i for i in range(x.ndim) if i != ax], ax
     )
     values = moved
     while values.shape[-1] > 1:
@@ -127,7 +129,7 @@ def _exp_plan(lo: float, hi: float) -> tuple[int, int]:
     """``(squarings k, Taylor degree d)``: ``e^x = p(x / 2^k)^(2^k)`` within TARGET_ERROR."""
     widest = max(abs(lo), abs(hi))
     best: tuple[int, int, int] | None = None
-    for k in range(0, 12):
+    for k in range(0, 16):
         t = widest / 2**k
         for d in range(2, 12):
             # Taylor remainder of e^t, relative, amplified 2^k times by the squarings
@@ -150,24 +152,30 @@ def exp(x: PrivateTensor, *, interval: Interval | None = None) -> PrivateTensor:
     if native is not None:
         return native
     k, degree = _exp_plan(lo, hi)
-    coefficients = [1.0 / (math.factorial(i) * 2 ** (k * i)) for i in range(degree + 1)]
-    result = x.polyval(coefficients)
+    scaled = x * 2.0**-k if k else x  # scale first: tiny coefficients would underflow fixed point
+    result = scaled.polyval([1.0 / math.factorial(i) for i in range(degree + 1)])
     for _ in range(k):
         result = result.square()
     return result
 
 
-def _newton_plan(lo: float, hi: float, start_error: float, order: int = 2) -> int:
-    iterations, error = 0, start_error
-    while error > TARGET_ERROR / 4 and iterations < 40:
-        error = error**order if order == 2 else 1.5 * error**2
-        iterations += 1
-    return iterations
+def _iterations(name: str, lo: float, hi: float, start: Any, step: Any, truth: Any) -> int:
+    """Newton steps until the relative error on a grid over ``[lo, hi]`` is below
+    :data:`TARGET_ERROR` (simulated in float64 before anything private is touched)."""
+    grid = np.geomspace(lo, hi, 2048)
+    y, want = start(grid), truth(grid)
+    for iterations in range(41):
+        if np.max(np.abs(y - want) / want) <= TARGET_ERROR / 4:
+            return iterations
+        y = step(grid, y)
+    raise ValueRangeError(
+        f"{name} over {(lo, hi)} does not converge in 40 Newton steps; give a narrower interval"
+    )
 
 
 def reciprocal(x: PrivateTensor, *, interval: Interval | None = None) -> PrivateTensor:
     """``1 / x`` for ``x`` in a positive ``interval``: Newton's ``y <- y (2 - x y)`` from the
-    best linear start for that interval (error ``e`` squares every step)."""
+    minimax linear start for that interval (the error squares every step)."""
     lo, hi = _interval("reciprocal", interval)
     if lo <= 0:
         raise ValueRangeError(
@@ -178,8 +186,12 @@ def reciprocal(x: PrivateTensor, *, interval: Interval | None = None) -> Private
     if native is not None:
         return native
     beta = 2.0 / (lo * hi + (lo + hi) ** 2 / 4)  # minimax linear start y0 = beta (lo + hi - x)
+    steps = _iterations(
+        "reciprocal", lo, hi, lambda g: beta * (lo + hi - g), lambda g, y: y * (2 - g * y),
+        lambda g: 1 / g,
+    )
     y = (x * -beta) + beta * (lo + hi)
-    for _ in range(_newton_plan(lo, hi, 1.0 - beta * lo * hi)):
+    for _ in range(steps):
         y = y * (2.0 - x * y)
     return y
 
@@ -194,14 +206,16 @@ def inv_sqrt(x: PrivateTensor, *, interval: Interval | None = None) -> PrivateTe
     if native is not None:
         return native
     grid = np.geomspace(lo, hi, 512)
-    slope, intercept = np.polyfit(grid, 1 / np.sqrt(grid), 1, w=np.sqrt(grid))
-    start = float(np.max(np.abs(1 - grid * (slope * grid + intercept) ** 2)))
-    if start >= 1:  # a wide interval: start from the value at its upper end instead
+    slope, intercept = (float(c) for c in np.polyfit(grid, 1 / np.sqrt(grid), 1, w=np.sqrt(grid)))
+    line = slope * grid + intercept
+    if np.any(line <= 0) or np.any(grid * line**2 >= 3):  # outside Newton's basin: start low
         slope, intercept = 0.0, 1.0 / math.sqrt(hi)
-        start = 1 - lo / hi
-    y = x * float(slope) + float(intercept)
-    iterations = _newton_plan(lo, hi, start, order=3) if start < 1 else 40
-    for _ in range(min(iterations, 40)):
+    steps = _iterations(
+        "inv_sqrt", lo, hi, lambda g: slope * g + intercept,
+        lambda g, y: y * (1.5 - 0.5 * g * y * y), lambda g: 1 / np.sqrt(g),
+    )
+    y = x * slope + intercept if slope else x * 0.0 + intercept
+    for _ in range(steps):
         y = y * (1.5 - (x * 0.5) * y.square())
     return y
 

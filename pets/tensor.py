@@ -349,8 +349,8 @@ class PrivateTensor:
             if other.ndim != 2 or self.ndim == 0 or other.shape[0] != self.shape[-1]:
                 raise ShapeMismatchError(
                     f"cannot multiply private tensors of shapes {self.shape} and {other.shape}; "
-                    f"the right operand must be a matrix with {self.shape[-1] if self.shape else '?'}"
-                    " rows"
+                    "the right operand must be a matrix with "
+                    f"{self.shape[-1] if self.shape else '?'} rows"
                 )
             shape = (*self.shape[:-1], other.shape[1])
             return self._wrap(self.backend.matmul(self.data, other.data), shape)
@@ -366,7 +366,9 @@ class PrivateTensor:
         shape = (*self.shape[:-1], weights.shape[1])
         return self._wrap(self.backend.matmul_plain(self.data, weights), shape)
 
-    def sum(self, axis: int | Sequence[int] | None = None, *, keepdims: bool = False) -> PrivateTensor:
+    def sum(
+        self, axis: int | Sequence[int] | None = None, *, keepdims: bool = False
+    ) -> PrivateTensor:
         """Sum over ``axis`` (an int, a tuple, or ``None`` for all), dropping it as numpy does."""
         if self.ndim == 0:
             return self
@@ -381,7 +383,9 @@ class PrivateTensor:
             return result.reshape([1 if i in axes else n for i, n in enumerate(self.shape)])
         return result
 
-    def mean(self, axis: int | Sequence[int] | None = None, *, keepdims: bool = False) -> PrivateTensor:
+    def mean(
+        self, axis: int | Sequence[int] | None = None, *, keepdims: bool = False
+    ) -> PrivateTensor:
         """Mean over ``axis``: a sum and one plain multiplication."""
         total = self.sum(axis, keepdims=keepdims)
         return total * (total.size / max(self.size, 1))
@@ -396,7 +400,8 @@ class PrivateTensor:
 
     def reshape(self, *shape: Any) -> PrivateTensor:
         """The same values in another shape (one ``-1`` allowed), where the backend can."""
-        wanted = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        nested = len(shape) == 1 and isinstance(shape[0], (tuple, list))
+        wanted = tuple(shape[0]) if nested else shape
         try:
             new = np.empty(self.shape, dtype=np.bool_).reshape(wanted).shape
         except (TypeError, ValueError) as exc:
@@ -420,7 +425,7 @@ class PrivateTensor:
         return self._wrap(self.backend.transpose(self.data, order, self.shape), shape)
 
     @property
-    def T(self) -> PrivateTensor:  # noqa: N802 (numpy's name)
+    def T(self) -> PrivateTensor:
         """Axes reversed (a matrix transposed)."""
         return self.transpose()
 
@@ -473,7 +478,7 @@ class PrivateTensor:
         return functions.exp(self, interval=interval)
 
     def reciprocal(self, *, interval: tuple[float, float] | None = None) -> PrivateTensor:
-        """``1 / x`` for ``x`` in a positive ``interval`` (see :func:`pets.functions.reciprocal`)."""
+        """``1 / x`` for ``x`` in a positive ``interval`` (:func:`pets.functions.reciprocal`)."""
         from pets import functions
 
         return functions.reciprocal(self, interval=interval)

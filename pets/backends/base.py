@@ -166,7 +166,9 @@ class Requirements:
         except (TypeError, ValueError) as exc:
             raise SerializationError(f"requirements are malformed: {exc}") from exc
         if not np.isfinite(max_abs) or max_abs < 0:
-            raise SerializationError(f"requirements: max_abs must be finite and >= 0, got {max_abs}")
+            raise SerializationError(
+                f"requirements: max_abs must be finite and >= 0, got {max_abs}"
+            )
         return cls(
             depth=count(data.get("depth", 0), "depth"),
             matmul_shapes=tuple(shape(s, "matmul_shapes") for s in shapes),
@@ -193,7 +195,9 @@ class Backend(ABC):
 
     # ---- the public API (the wrapping itself lives in pets.tensor) ---------------------
 
-    def encrypt(self, data: Any, *, src: int | None = None, layout: str | None = None) -> PrivateTensor:
+    def encrypt(
+        self, data: Any, *, src: int | None = None, layout: str | None = None
+    ) -> PrivateTensor:
         """Encrypt (or secret-share) a numpy array or torch tensor.
 
         ``src=r`` names the party whose data it is; under MPC every party calls
@@ -414,13 +418,17 @@ class Backend(ABC):
         """``a[index]`` for a normalised numpy basic index (ints and slices)."""
         raise self._unsupported(f"index a {shape} tensor", "its packing fixes the layout")
 
-    def concat(self, natives: Sequence[Native], axis: int, shapes: Sequence[tuple[int, ...]]) -> Native:
+    def concat(
+        self, natives: Sequence[Native], axis: int, shapes: Sequence[tuple[int, ...]]
+    ) -> Native:
         """The tensors joined along ``axis`` (of the user's shapes)."""
         raise self._unsupported(f"join tensors along axis {axis}", "its packing fixes the layout")
 
     def broadcast_to(self, a: Native, old: tuple[int, ...], new: tuple[int, ...]) -> Native:
         """``a`` repeated along its length-1 axes to shape ``new``."""
-        raise self._unsupported(f"broadcast a {old} tensor to {new}", "its packing fixes the layout")
+        raise self._unsupported(
+            f"broadcast a {old} tensor to {new}", "its packing fixes the layout"
+        )
 
     def conv2d(
         self, a: Native, weight: Any, *, stride: tuple[int, int], padding: tuple[int, int],

@@ -185,12 +185,16 @@ class Packing:
         whole_rows, whole_cols = len(rows) == a.rows, len(cols) == a.cols
         if a.layout == PER_SAMPLE and whole_cols:
             return replace(a, rows=len(rows), cts=tuple(a.cts[r] for r in rows))
-        if a.layout == BATCHED and whole_rows and (a.replicated or np.all(rows == np.arange(a.rows))):
+        in_order = bool(np.all(rows == np.arange(a.rows)))
+        if a.layout == BATCHED and whole_rows and (a.replicated or in_order):
             cts = tuple(tuple(chunk[c] for c in cols) for chunk in a.cts)
             return replace(a, cols=len(cols), cts=cts)
+        what = (
+            "per_sample tensor selects whole rows" if a.layout == PER_SAMPLE
+            else "batched tensor selects whole columns"
+        )
         raise UnsupportedOperationError(
-            f"the ckks backend cannot index a {a.layout} tensor by {index!r}: a "
-            f"{'per_sample tensor selects whole rows' if a.layout == PER_SAMPLE else 'batched tensor selects whole columns'}"
+            f"the ckks backend cannot index a {a.layout} tensor by {index!r}: a {what}"
             " (ciphertexts); other selections move values between slots. Encrypt with "
             f"layout={'batched' if a.layout == PER_SAMPLE else 'per_sample'!r} or index the "
             "plain data before encrypting"
