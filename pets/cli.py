@@ -177,15 +177,30 @@ def verify_record(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pets", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from pets import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="pets",
+        description="pets: privacy-enhancing technologies for machine learning (homomorphic "
+        "encryption, multi-party computation, differential privacy, federated learning) "
+        "behind one interface, with their cost measured against plaintext.",
+        epilog="Run 'pets COMMAND --help' for a command's options. Errors print as "
+        "'pets: ErrorName: what went wrong. Fix: ...' and exit with status 2. "
+        "Guides: README.md and docs/ in the source tree.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"pets {__version__}",
+        help="print the pets version and exit",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("demo", help="tour: encrypted inference, DP, DP-SGD, overhead")
     p.add_argument("--quick", action="store_true", help="smaller runs (about a minute)")
     p.add_argument("--skip-bench", action="store_true", help="leave out the overhead section")
     p.set_defaults(func=demo)
     p = sub.add_parser("bench", help="overhead of each technique against plaintext")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--only", action="append", choices=["he", "dp"])
+    p.add_argument("--quick", action="store_true", help="smaller, faster runs (rougher numbers)")
+    p.add_argument("--only", action="append", choices=["he", "dp"],
+                   help="run only this section (repeat for several; default: all)")
     p.add_argument("--batch", type=int, default=4096, help="samples for the batched runs")
     p.add_argument("--samples", type=int, default=4, help="samples for the per-sample runs")
     p.add_argument("--json", help="also write the tables and ratios to this JSON file")
@@ -205,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help=".npy inputs (default: digits test set)")
     p.add_argument("--output", help="save decrypted outputs to this .npy")
     p.add_argument("--samples", type=int, default=100, help="digits test samples to send")
-    p.add_argument("--layout", choices=["batched", "per_sample"], default=None)
+    p.add_argument("--layout", choices=["batched", "per_sample"], default=None,
+                   help="CKKS packing (default: per_sample up to 16 samples, batched beyond)")
     p.add_argument("--timeout", type=float, default=120.0)
     p.set_defaults(func=infer)
     p = sub.add_parser("party", help="one party (or the dealer) of an MPC run, by hand")
@@ -228,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-file", help="file holding the HMAC key the record was written with")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=verify_record)
+    for action in sub._choices_actions:  # 'pets COMMAND --help' opens with its summary
+        command = sub.choices[action.dest]
+        command.description = command.description or action.help
     return parser
 
 
