@@ -58,51 +58,61 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model(spec: str, example: str | None, quick: bool) -> tuple[object, object]:
-    """``digits`` (trained here) or a ``torch.export`` file with an example-input ``.npy``."""
-    import numpy as np
-
-    if spec == "digits":
-        from pets.bench.workloads import digits, train_digits_mlp
-
-        return train_digits_mlp(epochs=10 if quick else 60), digits().x_train
-    import torch
-
-    if example is None:
-        raise SystemExit("pets serve: a model file needs --example INPUTS.npy for calibration")
-    return torch.export.load(spec), np.load(example)
-
-
 def serve(args: argparse.Namespace) -> int:
-    """Serve encrypted inference: the model stays here, the secret key with the client."""
-    from protocols.inference_service import serve as run_server
+    """Serve encrypted inference over HTTP: the model stays here, the secret key with clients."""
+    import logging
+    import tempfile
 
-    _say(f"loading model {args.model!r}")
-    net, example = _load_model(args.model, args.example, args.quick)
-    run_server(net, example_input=example, host=args.host, port=args.port,
-               max_clients=args.max_clients, timeout=args.timeout, log=_say)
+    from protocols.service import ServiceConfig
+    from protocols.service import serve as run_service
+    from protocols.service.models import load_source
+
+    logging.basicConfig(level=logging.INFO, format="[pets %(asctime)s] %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        config = ServiceConfig(
+            max_sessions=args.max_sessions, max_key_bytes=int(args.max_key_mib * 2**20),
+            max_request_bytes=int(args.max_request_mib * 2**20), max_rows=args.max_rows,
+            idle_timeout=args.idle_timeout, body_timeout=args.body_timeout,
+            head_timeout=args.head_timeout, max_connections=args.max_connections,
+            workers=args.workers, worker_cache=args.worker_cache,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"pets serve: {exc}") from None
+    model = args.model or args.model_option or "digits"
+    with tempfile.TemporaryDirectory(prefix="pets-serve-") as folder:
+        _say(f"loading model {model!r}")
+        source = load_source(model, args.example, quick=args.quick, folder=folder)
+        run_service(source, config, host=args.host, port=args.port,
+                    on_ready=lambda url: _say(f"serving encrypted inference on {url} "
+                                              f"(API described at {url}/docs)"))
     return 0
 
 
 def infer(args: argparse.Namespace) -> int:
-    """Encrypt inputs, have a ``pets serve`` server run its model, decrypt the outputs."""
+    """Fetch the model's description, make keys, encrypt, send, decrypt: all on this side."""
     import numpy as np
 
     import pets
-    from protocols.inference_service import InferenceClient
+    from protocols.service import InferenceClient
 
     labels = None
     if args.input:
-        data = np.load(args.input)
+        try:
+            data = np.load(args.input, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise pets.SerializationError(f"cannot read --input {args.input!r} ({exc}); pass "
+                                          "a .npy file written by numpy.save") from exc
     else:
         from pets.bench.workloads import digits
 
         data, labels = digits().x_test[: args.samples], digits().y_test[: args.samples]
     with pets.measure("encrypted inference") as cost, InferenceClient(
-        args.host, args.port, timeout=args.timeout
+        args.url, timeout=args.timeout
     ) as client:
         outputs = client.infer(data, layout=args.layout)
     print(cost)
+    print(f"traffic: {client.traffic}")
     if labels is not None:
         accuracy = float((outputs.argmax(axis=1) == labels).mean())
         print(f"accuracy on {len(labels)} encrypted test digits: {accuracy:.4f}")
@@ -205,24 +215,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=4, help="samples for the per-sample runs")
     p.add_argument("--json", help="also write the tables and ratios to this JSON file")
     p.set_defaults(func=bench)
-    p = sub.add_parser("serve", help="serve encrypted inference of a model")
-    p.add_argument("--model", default="digits", help="'digits' or a torch.export .pt2 file")
-    p.add_argument("--example", help=".npy calibration inputs for a model file")
+    p = sub.add_parser("serve", help="serve encrypted inference of a model over HTTP")
+    p.add_argument("model", nargs="?", help="'digits' or a torch.export.save file (.pt2); "
+                   "trusted input: loading it unpickles")
+    p.add_argument("--model", dest="model_option", help=argparse.SUPPRESS)
+    p.add_argument("--example", help=".npy calibration inputs (needed for approximated "
+                   "activations)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    p.add_argument("--max-clients", type=int, default=None, help="stop after N sessions")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a client")
+    p.add_argument("--workers", type=int, default=2,
+                   help="evaluation processes (default 2)")
+    p.add_argument("--max-sessions", type=int, default=16)
+    p.add_argument("--max-key-mib", type=float, default=256.0,
+                   help="largest public key set a session may upload (its memory)")
+    p.add_argument("--max-request-mib", type=float, default=256.0,
+                   help="largest ciphertext request")
+    p.add_argument("--max-rows", type=int, default=4096,
+                   help="most samples per request")
+    p.add_argument("--idle-timeout", type=float, default=600.0,
+                   help="seconds before an unused session is closed")
+    p.add_argument("--body-timeout", type=float, default=120.0,
+                   help="seconds for a request body to arrive")
+    p.add_argument("--head-timeout", type=float, default=30.0,
+                   help="seconds for a request's headers to arrive")
+    p.add_argument("--max-connections", type=int, default=64)
+    p.add_argument("--worker-cache", type=int, default=4,
+                   help="sessions whose loaded keys each worker keeps")
     p.add_argument("--quick", action="store_true", help="train the digits model briefly")
     p.set_defaults(func=serve)
     p = sub.add_parser("infer", help="client of pets serve: encrypt, send, decrypt")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("url", nargs="?", default="http://127.0.0.1:8765",
+                   help="the server (default http://127.0.0.1:8765)")
     p.add_argument("--input", help=".npy inputs (default: digits test set)")
     p.add_argument("--output", help="save decrypted outputs to this .npy")
     p.add_argument("--samples", type=int, default=100, help="digits test samples to send")
     p.add_argument("--layout", choices=["batched", "per_sample"], default=None,
                    help="CKKS packing (default: per_sample up to 16 samples, batched beyond)")
-    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for an answer")
     p.set_defaults(func=infer)
     p = sub.add_parser("party", help="one party (or the dealer) of an MPC run, by hand")
     p.add_argument("function", nargs="?", help="MODULE:FUNCTION that gets the party")

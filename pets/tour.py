@@ -1,7 +1,7 @@
 """``pets demo``: a tour of every technique, each with its cost measured.
 
 1. encrypted inference in one process: what client and server each do;
-2. the same between two processes over TCP (``pets serve`` / ``pets infer``);
+2. the same between two processes over HTTP (``pets serve`` / ``pets infer``);
 3. differential privacy: calibrated noise, an enforced budget, noisy release
    of an encrypted result;
 4. DP-SGD against non-private training, and a membership-inference audit;
@@ -71,34 +71,39 @@ def encrypted_inference(quick: bool, say: Say) -> None:
 def service(quick: bool, say: Say) -> None:
     import pets
     from pets.bench.workloads import digits
-    from protocols.inference_service import InferenceClient
+    from protocols.service import InferenceClient
 
-    _heading("2. The same as a service: two processes, real sockets (pets serve / pets infer)")
-    command = [sys.executable, "-m", "pets", "serve", "--port", "0", "--max-clients", "1"]
+    _heading("2. The same as a service: two processes over HTTP (pets serve / pets infer)")
+    command = [sys.executable, "-m", "pets", "serve", "digits", "--port", "0", "--workers", "1"]
     server = subprocess.Popen(command + (["--quick"] if quick else []),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert server.stdout is not None
-        port = None
+        url = None
         for line in server.stdout:
             print("  server |", line.rstrip())
-            found = re.search(r"serving encrypted inference on [\d.]+:(\d+)", line)
+            found = re.search(r"serving encrypted inference on (http://[\d.]+:\d+)", line)
             if found:
-                port = int(found.group(1))
+                url = found.group(1)
                 break
-        if port is None:
+        if url is None:
             raise pets.PartyError(f"the server exited ({server.wait()}) before listening")
         data = digits()
-        with pets.measure("client session") as cost, InferenceClient("127.0.0.1", port) as c:
+        with pets.measure("client session") as cost, InferenceClient(url) as c:
             logits = c.infer(data.x_test[:256])
         accuracy = float((logits.argmax(1) == data.y_test[:256]).mean())
         print(f"  client: {cost}")
+        print(f"  client traffic: {c.traffic}")
         print(f"  accuracy on 256 encrypted test digits: {accuracy:.4f}")
-        for line in server.stdout:
-            print("  server |", line.rstrip())
     finally:
-        server.kill()
-        server.wait()
+        server.terminate()  # a graceful stop: sessions closed, their keys deleted
+        try:
+            rest = server.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            server.kill()
+            rest = server.communicate()[0]
+        for line in (rest or "").splitlines():
+            print("  server |", line)
 
 
 def differential_privacy(quick: bool, say: Say) -> None:

@@ -27,11 +27,11 @@ def test_cli_info_lists_backends() -> None:
 
 
 def test_cli_reports_pets_errors_without_a_traceback() -> None:
-    result = subprocess.run([sys.executable, "-m", "pets", "infer", "--port", "1",
+    result = subprocess.run([sys.executable, "-m", "pets", "infer", "http://127.0.0.1:1",
                              "--timeout", "2"], capture_output=True, text=True, timeout=120,
                             cwd=ROOT)
     assert result.returncode == 2
-    assert result.stderr.startswith("pets: PartyError: cannot reach 127.0.0.1:1")
+    assert result.stderr.startswith("pets: PartyError: cannot reach http://127.0.0.1:1")
     assert "Traceback" not in result.stderr
 
 

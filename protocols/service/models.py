@@ -1,0 +1,132 @@
+"""Where the served model comes from, and how it is bound to one client's keys.
+
+A model source is a small picklable description (a file path, calibration
+inputs) that every worker process opens once; opening gives a function that
+compiles the model for a session's public backend. Today's source is a file
+written by ``torch.export.save``; a saved compiled model (``pets.load_model``)
+would be a second source class with the same two methods.
+
+A model file is trusted input: ``torch.export.load`` unpickles parts of it. Only
+the operator's own files are loaded; nothing a client sends is unpickled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+import pets
+from pets.errors import CompileError, SerializationError
+
+__all__ = ["PT2_HINT", "ExportedModel", "ModelFactory", "ModelSource", "load_source"]
+
+log = logging.getLogger("protocols.service")
+
+#: a model bound to one backend (``pets.compile`` for it)
+ModelFactory = Callable[[pets.Backend], Any]
+
+PT2_HINT = (
+    "export the model first: torch.export.save(torch.export.export(net.eval(), (x,)), "
+    "'model.pt2') with x a batch of typical inputs, then pets serve model.pt2"
+)
+
+
+class ModelSource(Protocol):
+    """What ``pets serve`` serves: opened once per process, bound once per session."""
+
+    @property
+    def name(self) -> str:
+        """How logs call the model."""
+
+    def open(self) -> ModelFactory:
+        """Load the model; a function compiling it for a backend."""
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """A ``torch.export.save`` file; ``example`` calibrates activation ranges.
+
+    Without ``example`` the inputs saved in the file fix the shapes; a model that
+    approximates an activation over a range then needs ``example`` (``--example``).
+    """
+
+    path: Path
+    example: np.ndarray | None = None
+    name: str = ""
+
+    def load_program(self) -> Any:
+        import torch
+
+        if not self.path.is_file():
+            raise SerializationError(f"no model file {str(self.path)!r}; {PT2_HINT}")
+        quiet = logging.getLogger("torch.export")  # it logs a traceback before falling back
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            return torch.export.load(self.path)
+        except Exception as exc:  # torch raises RuntimeError, BadZipFile, KeyError ...
+            raise SerializationError(
+                f"{str(self.path)!r} is not a torch.export file ({type(exc).__name__}); "
+                f"a torch.save (.pt) file cannot be served: {PT2_HINT}"
+            ) from exc
+        finally:
+            quiet.setLevel(level)
+
+    def open(self) -> ModelFactory:
+        program = self.load_program()
+        example = self.example
+        if example is None:
+            example = _saved_inputs(program, self.path)
+            model = pets.compile(program, backend=pets.backend("plain"), example_input=example)
+            if model.approximations:
+                names = ", ".join(sorted({a.function for a in model.approximations}))
+                raise CompileError(
+                    f"the model approximates {names} by a polynomial over a range calibrated "
+                    "on typical inputs; pass them: pets serve MODEL --example inputs.npy"
+                )
+
+        def compile_for(backend: pets.Backend) -> Any:
+            return pets.compile(program, backend=backend, example_input=example)
+
+        return compile_for
+
+
+def _saved_inputs(program: Any, path: Path) -> np.ndarray:
+    inputs: Any = getattr(program, "example_inputs", None)
+    try:
+        tensor = inputs[0][0]
+        return np.asarray(tensor.detach().double().numpy())
+    except (IndexError, TypeError, AttributeError) as exc:
+        raise CompileError(
+            f"{str(path)!r} keeps no example input to fix the model's input shape; pass "
+            "typical inputs: pets serve MODEL --example inputs.npy"
+        ) from exc
+
+
+def load_source(spec: str, example: str | None = None, *, quick: bool = False,
+                folder: str | Path = ".") -> ExportedModel:
+    """``pets serve``'s MODEL: ``"digits"`` (trained now, exported into ``folder``) or a
+    ``torch.export.save`` file; ``example`` a ``.npy`` of typical inputs."""
+    if spec == "digits":
+        import torch
+
+        from pets.bench.workloads import digits, train_digits_mlp
+
+        net, x = train_digits_mlp(epochs=10 if quick else 60), digits().x_train
+        path = Path(folder) / "digits.pt2"
+        torch.export.save(torch.export.export(net, (torch.tensor(x[:8], dtype=torch.float32),)),
+                          path)
+        return ExportedModel(path, np.asarray(x), name="digits")
+    calibration = None
+    if example is not None:
+        try:
+            calibration = np.load(example, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise SerializationError(f"cannot read --example {example!r} ({exc}); pass a .npy "
+                                     "file written by numpy.save") from exc
+    return ExportedModel(Path(spec), calibration, name=Path(spec).name)
