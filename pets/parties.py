@@ -92,6 +92,8 @@ def run_parties(
             f"be pickled ({exc}); define fn at module level and pass plain data"
         ) from exc
     address = "127.0.0.1"
+    if port is not None:
+        _check_port_free(address, port)
     chosen = free_port(address) if port is None else port
     configs = [
         MPCConfig(parties=parties, rank=rank, provider=provider, precision_bits=precision,
@@ -106,6 +108,17 @@ def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((address, 0))
         return int(probe.getsockname()[1])
+
+
+def _check_port_free(address: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((address, port))
+        except OSError as exc:
+            raise ParameterError(
+                f"port {port} on {address} is already in use; choose another port, or let "
+                f"run_parties pick a free one (port=None)"
+            ) from exc
 
 
 def _rank_and_count(party: Party) -> tuple[int, int]:

@@ -101,7 +101,8 @@ def meet(config: MPCConfig) -> Any:
         if not waiting:
             return store
         if time.monotonic() > deadline:
-            missing = ", ".join(_name(config, r) for r in sorted(waiting))
+            names = [_name(config, r) for r in sorted(waiting)]
+            missing = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
             raise PartyError(
                 f"{me} waited {config.timeout:g} s at {config.address}:{config.port} but "
                 f"{missing} never joined; start every party (and the dealer with provider "
