@@ -25,17 +25,17 @@ property inference         :func:`property_inference` (shadow models,           
 1.0
 """
 
-from pets.attacks.gradient_inversion import (
-    GradientInversionReport,
-    clip_and_noise,
-    gradient_inversion,
-)
+from pets.attacks.inversion import ModelInversionReport, model_inversion
 from pets.attacks.membership import membership_inference
-from pets.attacks.model_inversion import ModelInversionReport, model_inversion
-from pets.attacks.property_inference import (
+from pets.attacks.properties import (
     PropertyInferenceReport,
     class_share_sampler,
     property_inference,
+)
+from pets.attacks.reconstruction import (
+    GradientInversionReport,
+    clip_and_noise,
+    gradient_inversion,
 )
 from pets.dp.auditing import AttackResult, AuditReport
 

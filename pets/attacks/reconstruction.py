@@ -214,7 +214,7 @@ def _dlg(
     )
     fixed = None if labels is None else torch.as_tensor(labels, dtype=torch.long)
 
-    def mismatch() -> torch.Tensor:
+    def mismatch() -> Any:
         logits = model(dummy)
         if fixed is not None:
             loss = torch.nn.functional.cross_entropy(logits, fixed)
@@ -225,7 +225,7 @@ def _dlg(
         grads = torch.autograd.grad(loss, parameters, create_graph=True)
         return sum(((g - t) ** 2).sum() for g, t in zip(grads, target, strict=True))
 
-    def closure() -> torch.Tensor:
+    def closure() -> Any:
         optimizer.zero_grad()
         value = mismatch()
         value.backward()  # type: ignore[no-untyped-call]

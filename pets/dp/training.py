@@ -9,7 +9,9 @@ everything the model later outputs is covered by the same guarantee.
 Opacus can draw its noise from a cryptographically secure generator only with
 ``torchcsprng`` (``secure_mode=True``), which is not available for current
 torch releases; without it the noise comes from torch's Mersenne-Twister /
-Philox generators, and :class:`InsecureRNGWarning` says so.
+Philox generators, and :class:`InsecureRNGWarning` says so. torch's "Full backward
+hook is firing" warning, which Opacus' hooks trigger on every backward pass and which is
+harmless for them, is silenced (that message only).
 """
 
 from __future__ import annotations
@@ -35,6 +37,24 @@ _OPACUS_NOISE = (
     ".*[Ss]ecure RNG turned off.*",  # replaced by InsecureRNGWarning
     ".*Optimal order is the (largest|smallest) alpha.*",
 )
+
+HARMLESS_HOOK_WARNING = (
+    "Full backward hook is firing when gradients are computed with respect to module outputs "
+    "since no inputs require gradients"
+)
+"""torch's warning for a module whose inputs need no gradient, e.g. the first layer of any
+model trained with DP-SGD. Opacus' per-sample-gradient hooks read only the gradients of
+the outputs, so it is harmless there (Opacus issue #328); it fires on every backward pass."""
+
+
+def silence_harmless_warnings() -> None:
+    """Ignore :data:`HARMLESS_HOOK_WARNING` (that message and category only; idempotent).
+
+    Installed by :func:`make_private`, since the warning fires during the caller's
+    ``loss.backward()``, long after ``make_private`` returns. Every other warning,
+    :class:`InsecureRNGWarning` included, still shows.
+    """
+    warnings.filterwarnings("ignore", message=HARMLESS_HOOK_WARNING, category=UserWarning)
 
 
 def _unpredictable_generator() -> torch.Generator:
@@ -185,6 +205,7 @@ def make_private(
         InsecureRNGWarning,
         stacklevel=2,
     )
+    silence_harmless_warnings()
     sample_rate = 1.0 / max(1, len(data_loader))
     steps = epochs * max(1, len(data_loader))
     with warnings.catch_warnings():

@@ -12,6 +12,7 @@ import pets.dp
 from pets.bench import audit as bench_audit
 from pets.bench.audit import split_digits
 from pets.dp.auditing.bounds import auc, clopper_pearson, epsilon_lower_bound, tpr_at_fpr
+from pets.dp.auditing.rmia import rmia_scores
 from pets.errors import DPConfigurationError
 
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
@@ -79,17 +80,18 @@ def test_the_audit_detects_leakage_from_an_overfit_model(digits: tuple[Data, Dat
         train_overfit(*members),
         members=members,
         non_members=non_members,
-        attacks=("loss", "lira"),
+        attacks=("loss", "lira", "rmia"),
         reference=reference,
         train_fn=train_overfit,
         num_shadows=2,
     )
     assert report.auc > 0.6
+    assert report.results["rmia"].auc > 0.6
     assert report.epsilon_lower_bound > 0
-    assert set(report.results) == {"loss", "lira"}
+    assert set(report.results) == {"loss", "lira", "rmia"}
     assert set(report.tpr_at_fpr) == {0.01, 0.001}
     text = str(report)
-    assert "loss" in text and "lira" in text and "eps lower bound" in text
+    assert "loss" in text and "lira" in text and "rmia" in text and "eps lower bound" in text
 
 
 def test_the_dp_twin_leaks_no_more_than_its_accounted_epsilon(
@@ -102,7 +104,7 @@ def test_the_dp_twin_leaks_no_more_than_its_accounted_epsilon(
         model,
         members=members,
         non_members=non_members,
-        attacks=("loss", "lira"),
+        attacks=("loss", "lira", "rmia"),
         reference=reference,
         train_fn=lambda x, y: train_private(x, y)[0],
         num_shadows=2,
@@ -119,10 +121,37 @@ def test_lira_without_reference_data_says_what_it_needs(digits: tuple[Data, Data
         pets.dp.audit(bench_audit.make_model(), members, non_members, attacks=("lira",))
 
 
+def test_rmia_without_reference_data_says_what_it_needs(digits: tuple[Data, Data, Data]) -> None:
+    members, non_members, _ = digits
+    with pytest.raises(DPConfigurationError, match=r"attack 'rmia' needs reference=\(X, y\)"):
+        pets.dp.audit(bench_audit.make_model(), members, non_members, attacks=("rmia",))
+
+
+def test_rmia_scores_a_target_the_model_favours_beyond_its_references_higher() -> None:
+    """Same reference probability; the target model gives the first target more: higher score."""
+    rng = np.random.default_rng(0)
+    population, population_reference = rng.uniform(0.2, 0.9, 500), rng.uniform(0.2, 0.9, (2, 500))
+    targets = np.array([0.99, 0.6, 0.3])
+    references = np.full((2, 3), 0.6)
+    scores = rmia_scores(targets, references, population, population_reference)
+    assert scores[0] > scores[1] > scores[2]
+    assert np.all((scores >= 0) & (scores <= 1))
+
+
+def test_the_report_is_json_safe(digits: tuple[Data, Data, Data]) -> None:
+    import json
+
+    members, non_members, _ = digits
+    report = pets.dp.audit(bench_audit.make_model(), members, non_members)
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert data["results"]["loss"]["tpr_at_fpr"].keys() == {"0.01", "0.001"}
+    assert data["epsilon_lower_bound"] == report.epsilon_lower_bound
+
+
 def test_an_unknown_attack_lists_the_registered_ones(digits: tuple[Data, Data, Data]) -> None:
     members, non_members, _ = digits
     with pytest.raises(
-        DPConfigurationError, match=r"^unknown attack 'mia'. Fix: use one of lira, loss.$"
+        DPConfigurationError, match=r"^unknown attack 'mia'. Fix: use one of lira, loss, rmia.$"
     ):
         pets.dp.audit(bench_audit.make_model(), members, non_members, attacks=("mia",))
 
