@@ -24,6 +24,7 @@ from pets.errors import (
     CompileError,
     DepthExhaustedError,
     DPConfigurationError,
+    InsecureProviderWarning,
     KeyMismatchError,
     LayoutMismatchError,
     MissingKeyError,
@@ -41,11 +42,12 @@ from pets.errors import (
     ValueRangeError,
 )
 from pets.measure import Measurement, measure
+from pets.record import record, verify_record
 from pets.registry import available_backends, backend, load_backend, register_backend
 from pets.tensor import PrivateTensor, concat
 
 if TYPE_CHECKING:
-    from pets import dp, functions, nn
+    from pets import attacks, dp, functions, nn
     from pets.compiler import PrivateModel, compile
     from pets.parties import Party, run_parties
 
@@ -61,6 +63,7 @@ __all__ = [
     "CompileError",
     "DPConfigurationError",
     "DepthExhaustedError",
+    "InsecureProviderWarning",
     "KeyMismatchError",
     "LayoutMismatchError",
     "Measurement",
@@ -81,6 +84,7 @@ __all__ = [
     "UnsupportedModelError",
     "UnsupportedOperationError",
     "ValueRangeError",
+    "attacks",
     "available_backends",
     "backend",
     "compile",
@@ -91,14 +95,17 @@ __all__ = [
     "load_tensor",
     "measure",
     "nn",
+    "record",
     "register_backend",
     "run_parties",
+    "verify_record",
 ]
 
 # name -> module that defines it; imported on first access (these pull in torch).
 _LAZY = {
     "compile": "pets.compiler",
     "PrivateModel": "pets.compiler",
+    "attacks": "pets.attacks",
     "dp": "pets.dp",
     "functions": "pets.functions",
     "nn": "pets.nn",
