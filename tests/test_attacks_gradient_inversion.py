@@ -125,6 +125,38 @@ def test_dp_noise_on_the_update_defeats_the_reconstruction(
     assert psnr[1.0] < psnr[0.0] - 60
 
 
+def test_dlg_by_cosine_survives_clipping_and_squared_error_does_not(
+    digits: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """Clipping rescales the update; cosine matching ignores scale (Geiping et al. 2020)."""
+    model = make_model()
+    x, y = example(digits, slice(2, 3))
+    clipped = pets.attacks.clip_and_noise(update_of(model, x, y), max_grad_norm=1.0,
+                                          noise_multiplier=0.0)
+    psnr = {}
+    for distance in ("cosine", "l2"):
+        report = pets.attacks.gradient_inversion(
+            model, clipped, input_shape=(64,), num_classes=10, method="dlg", iterations=10,
+            distance=distance, true_inputs=x, data_range=1.0,
+        )
+        assert report.psnr is not None
+        psnr[distance] = report.psnr
+    assert psnr["cosine"] > 40
+    assert psnr["l2"] < 10
+
+
+def test_dlg_fails_on_a_noised_update(digits: tuple[np.ndarray, np.ndarray]) -> None:
+    model = make_model()
+    x, y = example(digits, slice(2, 3))
+    noisy = pets.attacks.clip_and_noise(update_of(model, x, y), max_grad_norm=1.0,
+                                        noise_multiplier=0.1, seed=0)
+    report = pets.attacks.gradient_inversion(
+        model, noisy, input_shape=(64,), num_classes=10, method="dlg", iterations=10,
+        true_inputs=x, data_range=1.0,
+    )
+    assert report.psnr is not None and report.psnr < 10  # a blank image scores about 7 dB
+
+
 def test_gradients_keyed_by_name_for_a_model_taking_images(
     digits: tuple[np.ndarray, np.ndarray],
 ) -> None:
@@ -187,6 +219,14 @@ def test_the_analytic_attack_needs_a_first_layer_bias(
     with pytest.raises(pets.UnsupportedModelError, match=r"analytic attack needs one example"):
         pets.attacks.gradient_inversion(model, update_of(model, x, y), input_shape=(64,),
                                         num_classes=10, method="analytic")
+
+
+def test_an_unknown_distance_lists_the_distances() -> None:
+    model = make_model()
+    with pytest.raises(pets.DPConfigurationError,
+                       match=r"^unknown distance 'l1'. Fix: use one of l2, cosine.$"):
+        pets.attacks.gradient_inversion(model, list(model.parameters()), input_shape=(64,),
+                                        num_classes=10, distance="l1")
 
 
 def test_an_unknown_method_lists_the_methods() -> None:
