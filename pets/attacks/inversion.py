@@ -196,8 +196,9 @@ def model_inversion(
 ) -> ModelInversionReport:
     """Reconstruct a representative input of each class in ``classes`` from ``model``.
 
-    ``samples_per_class`` reconstructions start from the middle of ``bounds``
-    (the first) and small random perturbations of it (the rest), and take
+    Of the ``samples_per_class`` reconstructions of a class, the first starts
+    from a blank input (the low end of ``bounds``, as Fredrikson et al.), the
+    others from uniform noise within ``bounds``; each takes
     ``steps`` Adam steps of size ``lr``. ``evaluator`` (``.predict(X)``, a torch
     module or a callable) judges whether each is recognisable as its class;
     it should be trained on data the target did not see.
@@ -240,12 +241,14 @@ def model_inversion(
     objective = _Objective(model, targets, l2=float(l2), tv=float(tv), image_shape=picture,
                            directions=directions, smoothing=smoothing, seed=seed)
     generator = torch.Generator().manual_seed(seed)
-    low, high = bounds if bounds is not None else (0.0, 0.0)
-    start = torch.full((len(targets), *shape), low, dtype=torch.float32)
-    jitter = 0.01 * (high - low if bounds is not None else 1.0)
-    noise = torch.randn(start.shape, generator=generator) * jitter
-    noise[:: samples_per_class] = 0.0  # the first of each class starts exactly in the middle
-    x = (start + noise).requires_grad_(True)
+    if bounds is not None:
+        low, high = bounds
+        start = low + (high - low) * torch.rand((len(targets), *shape), generator=generator)
+        start[::samples_per_class] = low  # the first of each class: a blank input
+    else:
+        start = torch.randn((len(targets), *shape), generator=generator)
+        start[::samples_per_class] = 0.0
+    x = start.requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=lr)
     for _ in range(steps):
         optimizer.zero_grad()
