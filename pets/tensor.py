@@ -430,12 +430,14 @@ class PrivateTensor:
         return self.transpose()
 
     def __getitem__(self, index: Any) -> PrivateTensor:
-        """Basic numpy indexing: integers, slices, ``...`` and ``None`` are not mixed in."""
+        """numpy indexing by public indices: integers, slices, ``...`` and integer arrays."""
         key = index if isinstance(index, tuple) else (index,)
-        if any(k is None or isinstance(k, (list, np.ndarray, PrivateTensor)) for k in key):
+        if any(k is None or isinstance(k, PrivateTensor) or (
+            isinstance(k, (list, np.ndarray)) and np.asarray(k).dtype.kind not in "iu"
+        ) for k in key):
             raise TypeError(
-                "private tensors take basic indices only (integers, slices, ...); for a "
-                "secret or list index multiply by a one-hot plain or private mask"
+                "private tensors take public indices only (integers, slices, ..., integer "
+                "arrays); for a secret index multiply by a one-hot mask"
             )
         try:
             shape = np.empty(self.shape, dtype=np.bool_)[index].shape

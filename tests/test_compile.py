@@ -1,4 +1,9 @@
-"""pets.compile: torch models traced, validated and lowered to PrivateTensor operations.
+"""pets.compile's polynomial (HE) lowering: torch models traced, validated, lowered.
+
+Every model here is compiled with ``approximate=True`` (the lowering CKKS gets by
+default), so the plain backend runs in the clear exactly what CKKS computes. The
+exact lowering that backends with comparisons get is tested in
+``tests/test_compile_exact.py``.
 
 Plain-backend results are compared with the float64 torch model at 1e-9; CKKS
 results with the compiled arithmetic run in the clear (``model.simulate``) at
@@ -30,6 +35,11 @@ from pets.errors import (
 )
 
 EXACT_ATOL = 1e-9
+
+
+def compile_he(*args: Any, **kwargs: Any) -> PrivateModel:
+    """``pets.compile`` with the polynomial (HE) lowering, whatever the backend."""
+    return pets.compile(*args, approximate=True, **kwargs)
 #: CKKS against the same arithmetic in the clear, for values up to ~20
 CKKS_ATOL = 1e-2
 
@@ -92,13 +102,13 @@ def _cnn() -> nn.Module:
 
 def test_mlp_with_square_matches_torch(backend: pets.Backend) -> None:
     module, x = _mlp(), torch.randn(6, 8)
-    model = pets.compile(module, backend=backend, example_input=x)
+    model = compile_he(module, backend=backend, example_input=x)
     _check_matches(model, module, x)
 
 
 def test_cnn_with_conv_avgpool_flatten_matches_torch(backend: pets.Backend) -> None:
     module, x = _cnn(), torch.randn(4, 1, 8, 8)
-    model = pets.compile(module, backend=backend, example_input=x)
+    model = compile_he(module, backend=backend, example_input=x)
     assert [type(layer) for layer in model.layers] == [Affine, Square, Affine]
     _check_matches(model, module, x)
 
@@ -116,7 +126,7 @@ def test_batchnorm_folds_into_the_layer_before_in_eval_mode(plain: pets.Backend)
         nn.init.uniform_(bn.weight, 0.5, 2.0)
     module.eval()
     x = torch.randn(5, 2, 5, 5)
-    model = pets.compile(module, backend=plain, example_input=x)
+    model = compile_he(module, backend=plain, example_input=x)
     assert [type(layer) for layer in model.layers] == [Affine, Square, Affine]
     _check_matches(model, module, x)
 
@@ -127,7 +137,7 @@ def test_training_mode_model_warns_and_compiles_its_eval_behaviour(plain: pets.B
     module[1].running_mean.fill_(0.5)
     x = torch.randn(8, 4)
     with pytest.warns(UserWarning, match="training mode"):
-        model = pets.compile(module, backend=plain, example_input=x)
+        model = compile_he(module, backend=plain, example_input=x)
     assert module.training  # the caller's model is left as it was
     np.testing.assert_allclose(model.predict(x), _torch64(module, x), atol=EXACT_ATOL)
 
@@ -147,7 +157,7 @@ def test_functional_forms_compile_like_modules(plain: pets.Backend) -> None:
 
     _seeded()
     module, x = Functional().eval(), torch.randn(3, 1, 6, 6)
-    model = pets.compile(module, backend=plain, example_input=x)
+    model = compile_he(module, backend=plain, example_input=x)
     _check_matches(model, module, x)
 
 
@@ -162,7 +172,7 @@ def test_residual_add_of_two_branches_compiles(backend: pets.Backend) -> None:
 
     _seeded()
     module, x = Residual().eval(), torch.randn(4, 6)
-    model = pets.compile(module, backend=backend, example_input=x)
+    model = compile_he(module, backend=backend, example_input=x)
     assert model.depth == 3  # affine, square, affine (x joins at the last affine)
     _check_matches(model, module, x)
 
@@ -172,7 +182,7 @@ def test_poly_activation_compiles_exactly(plain: pets.Backend) -> None:
     module = nn.Sequential(nn.Linear(3, 5), pets.nn.PolyActivation([0.1, 0.5, 0.25]),
                            nn.Linear(5, 2)).eval()
     x = torch.randn(7, 3)
-    model = pets.compile(module, backend=plain, example_input=x)
+    model = compile_he(module, backend=plain, example_input=x)
     assert model.approximations == []
     _check_matches(model, module, x)
 
@@ -180,7 +190,7 @@ def test_poly_activation_compiles_exactly(plain: pets.Backend) -> None:
 def test_exported_program_matches_torch_at_another_batch_size(plain: pets.Backend) -> None:
     module = _cnn()
     exported = torch.export.export(module, (torch.randn(4, 1, 8, 8),))
-    model = pets.compile(exported, backend=plain, example_input=torch.randn(4, 1, 8, 8))
+    model = compile_he(exported, backend=plain, example_input=torch.randn(4, 1, 8, 8))
     x = torch.randn(3, 1, 8, 8)  # the exported graph has batch 4 baked into its reshapes
     _check_matches(model, module, x)
 
@@ -209,7 +219,7 @@ def test_activation_is_approximated_within_the_reported_bound(
 ) -> None:
     _seeded()
     module, x = _WithActivation(ACTIVATIONS[name]).eval(), torch.randn(64, 6)
-    model = pets.compile(module, backend=plain, example_input=x)
+    model = compile_he(module, backend=plain, example_input=x)
     (approximation,) = model.approximations
     assert approximation.function == name.split("-")[0]
     assert approximation.interval_source == "calibrated"
@@ -225,7 +235,7 @@ def test_approximated_model_on_ckks_matches_the_clear_computation() -> None:
     backend = _ckks()
     _seeded()
     module, x = _WithActivation(nn.Sigmoid()).eval(), torch.randn(8, 6)
-    model = pets.compile(module, backend=backend, example_input=x)
+    model = compile_he(module, backend=backend, example_input=x)
     got = model.predict(x)
     np.testing.assert_allclose(got, model.simulate(x), atol=CKKS_ATOL)
     bound = model.report().output_error_bound
@@ -236,9 +246,9 @@ def test_approximated_model_on_ckks_matches_the_clear_computation() -> None:
 def test_declared_ranges_override_calibration(plain: pets.Backend) -> None:
     _seeded()
     module, x = _WithActivation(nn.ReLU()).eval(), torch.randn(16, 6)
-    by_function = pets.compile(module, backend=plain, example_input=x, ranges={"relu": (-4, 4)})
-    by_node = pets.compile(module, backend=plain, example_input=x, ranges={"act": (-3, 5)})
-    everywhere = pets.compile(module, backend=plain, example_input=x, activation_range=(-2, 2))
+    by_function = compile_he(module, backend=plain, example_input=x, ranges={"relu": (-4, 4)})
+    by_node = compile_he(module, backend=plain, example_input=x, ranges={"act": (-3, 5)})
+    everywhere = compile_he(module, backend=plain, example_input=x, activation_range=(-2, 2))
     assert by_function.approximations[0].interval == (-4.0, 4.0)
     assert by_node.approximations[0].interval == (-3.0, 5.0)
     assert everywhere.approximations[0].interval == (-2.0, 2.0)
@@ -248,15 +258,15 @@ def test_declared_ranges_override_calibration(plain: pets.Backend) -> None:
 def test_ranges_naming_no_activation_is_rejected(plain: pets.Backend) -> None:
     module = _WithActivation(nn.ReLU()).eval()
     with pytest.raises(ValueError, match="match no activation"):
-        pets.compile(module, backend=plain, example_input=torch.randn(4, 6),
+        compile_he(module, backend=plain, example_input=torch.randn(4, 6),
                      ranges={"sigmoid": (-1, 1)})
 
 
 def test_degree_option_sets_degree_and_depth(plain: pets.Backend) -> None:
     _seeded()
     module, x = _WithActivation(nn.Tanh()).eval(), torch.randn(16, 6)
-    default = pets.compile(module, backend=plain, example_input=x)
-    higher = pets.compile(module, backend=plain, example_input=x, degrees={"tanh": 7})
+    default = compile_he(module, backend=plain, example_input=x)
+    higher = compile_he(module, backend=plain, example_input=x, degrees={"tanh": 7})
     assert default.approximations[0].degree == 3
     assert higher.approximations[0].degree == 7
     assert (default.depth, higher.depth) == (1 + 2 + 1, 1 + 4 + 1)  # degree 3: depth 2
@@ -276,7 +286,7 @@ class _RecordingBackend(PlainBackend):
 def test_requirements_of_linear_square_linear() -> None:
     backend = _RecordingBackend()
     module, x = _mlp(), torch.randn(6, 8)
-    model = pets.compile(module, backend=backend, example_input=x)
+    model = compile_he(module, backend=backend, example_input=x)
     requirements = model.requirements
     assert backend.prepared == [requirements]
     assert requirements.depth == 3
@@ -288,7 +298,7 @@ def test_requirements_of_linear_square_linear() -> None:
 
 def test_value_ranges_record_the_largest_value_of_each_layer(plain: pets.Backend) -> None:
     module, x = _mlp(), torch.randn(6, 8)
-    model = pets.compile(module, backend=plain, example_input=x)
+    model = compile_he(module, backend=plain, example_input=x)
     with torch.no_grad():
         hidden = module[0](x)
     assert model.value_ranges["1 (Square)"] == pytest.approx(float((hidden**2).max()), rel=1e-6)
@@ -296,7 +306,7 @@ def test_value_ranges_record_the_largest_value_of_each_layer(plain: pets.Backend
 
 
 def test_max_rows_option_overrides_the_example_batch(plain: pets.Backend) -> None:
-    model = pets.compile(_mlp(), backend=plain, example_input=torch.randn(6, 8), max_rows=100)
+    model = compile_he(_mlp(), backend=plain, example_input=torch.randn(6, 8), max_rows=100)
     assert model.requirements.max_rows == 100
 
 
@@ -321,7 +331,7 @@ class _Unsupported(nn.Module):
 
 def test_unsupported_model_lists_every_issue() -> None:
     with pytest.raises(UnsupportedModelError) as caught:
-        pets.compile(_Unsupported().eval(), backend="plain", example_input=torch.randn(2, 1, 8, 8))
+        compile_he(_Unsupported().eval(), backend="plain", example_input=torch.randn(2, 1, 8, 8))
     issues = caught.value.issues
     assert type(caught.value) is UnsupportedModelError
     assert all(isinstance(issue, ModelIssue) for issue in issues)
@@ -336,7 +346,7 @@ def test_unsupported_model_lists_every_issue() -> None:
 def test_exported_unsupported_model_lists_every_issue() -> None:
     exported = torch.export.export(_Unsupported().eval(), (torch.randn(2, 1, 8, 8),))
     with pytest.raises(UnsupportedModelError) as caught:
-        pets.compile(exported, backend="plain", example_input=torch.randn(2, 1, 8, 8))
+        compile_he(exported, backend="plain", example_input=torch.randn(2, 1, 8, 8))
     assert [issue.where for issue in caught.value.issues] == [
         "pool", "norm", "exp", "div", "softmax"
     ]
@@ -352,7 +362,7 @@ def test_recurrent_and_embedding_layers_are_rejected() -> None:
             return self.lstm(self.embed(x.long()))[0]
 
     with pytest.raises(UnsupportedModelError) as caught:
-        pets.compile(Sequence(), backend="plain", example_input=torch.ones(2, 3))
+        compile_he(Sequence(), backend="plain", example_input=torch.ones(2, 3))
     wheres = [issue.where for issue in caught.value.issues]
     assert "embed" in wheres and "lstm" in wheres
 
@@ -365,7 +375,7 @@ def test_in_place_operation_is_rejected() -> None:
             return y
 
     with pytest.raises(UnsupportedModelError, match="in-place") as caught:
-        pets.compile(InPlace(), backend="plain", example_input=torch.randn(2, 3))
+        compile_he(InPlace(), backend="plain", example_input=torch.randn(2, 3))
     assert [issue.where for issue in caught.value.issues] == ["add_"]
 
 
@@ -375,7 +385,7 @@ def test_untraceable_control_flow_is_reported_as_an_issue() -> None:
             return x if x.sum() > 0 else -x
 
     with pytest.raises(UnsupportedModelError, match=r"torch\.export"):
-        pets.compile(Branching(), backend="plain", example_input=torch.randn(2, 3))
+        compile_he(Branching(), backend="plain", example_input=torch.randn(2, 3))
 
 
 def test_operation_mixing_samples_is_rejected() -> None:
@@ -384,25 +394,25 @@ def test_operation_mixing_samples_is_rejected() -> None:
             return x - x.mean(0, keepdim=True)
 
     with pytest.raises(UnsupportedModelError, match="each sample"):
-        pets.compile(Centering(), backend="plain", example_input=torch.randn(4, 3))
+        compile_he(Centering(), backend="plain", example_input=torch.randn(4, 3))
 
 
 def test_batchnorm_without_running_statistics_is_rejected() -> None:
     module = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3, track_running_stats=False))
     with pytest.raises(UnsupportedModelError, match="track_running_stats"):
-        pets.compile(module.eval(), backend="plain", example_input=torch.randn(4, 3))
+        compile_he(module.eval(), backend="plain", example_input=torch.randn(4, 3))
 
 
 def test_missing_example_input_says_what_to_pass() -> None:
     with pytest.raises(CompileError, match="example_input"):
-        pets.compile(_mlp(), backend="plain", example_input=None)
+        compile_he(_mlp(), backend="plain", example_input=None)
 
 
 # ---- PrivateModel API ---------------------------------------------------------------------
 
 
 def test_wrong_feature_count_raises_shape_mismatch_naming_the_size(plain: pets.Backend) -> None:
-    model = pets.compile(_mlp(), backend=plain, example_input=torch.randn(4, 8))
+    model = compile_he(_mlp(), backend=plain, example_input=torch.randn(4, 8))
     with pytest.raises(ShapeMismatchError, match="takes 8 features"):
         model(plain.encrypt(np.ones((2, 5))))
     with pytest.raises(ShapeMismatchError, match=r"\(8,\)"):
@@ -411,7 +421,7 @@ def test_wrong_feature_count_raises_shape_mismatch_naming_the_size(plain: pets.B
 
 def test_encrypt_flattens_images_and_model_accepts_backend_encrypt(plain: pets.Backend) -> None:
     module, x = _cnn(), torch.randn(4, 1, 8, 8)
-    model = pets.compile(module, backend=plain, example_input=x)
+    model = compile_he(module, backend=plain, example_input=x)
     assert model.encrypt(x).shape == (4, 64)
     direct = plain.decrypt(model(plain.encrypt(x.reshape(4, -1))))
     np.testing.assert_allclose(direct, model.predict(x), atol=EXACT_ATOL)
@@ -419,7 +429,7 @@ def test_encrypt_flattens_images_and_model_accepts_backend_encrypt(plain: pets.B
 
 def test_predict_round_trip_returns_output_shape(backend: pets.Backend) -> None:
     module, x = _mlp(), torch.randn(5, 8)
-    model = pets.compile(module, backend=backend, example_input=x)
+    model = compile_he(module, backend=backend, example_input=x)
     out = model.predict(x.numpy())
     assert out.shape == (5, 4)
     assert (out.argmax(1) == _torch64(module, x).argmax(1)).all()
@@ -434,7 +444,7 @@ def test_encrypt_uses_the_backends_layout_choice() -> None:
             return "dense"
 
     backend = ChoosingBackend()
-    model = pets.compile(_mlp(), backend=backend, example_input=torch.randn(4, 8))
+    model = compile_he(_mlp(), backend=backend, example_input=torch.randn(4, 8))
     model.encrypt(np.ones((3, 8)))
     assert asked == [3]
 
@@ -442,7 +452,7 @@ def test_encrypt_uses_the_backends_layout_choice() -> None:
 def test_ckks_layouts_both_run_the_model() -> None:
     backend = _ckks()
     module, x = _mlp(), torch.randn(3, 8)
-    model = pets.compile(module, backend=backend, example_input=x)
+    model = compile_he(module, backend=backend, example_input=x)
     for layout in ("batched", "per_sample"):
         tensor = model.encrypt(x, layout=layout)
         assert tensor.layout == layout
@@ -453,7 +463,7 @@ def test_ckks_layouts_both_run_the_model() -> None:
 def test_server_runs_the_model_with_the_public_keys_only() -> None:
     backend = _ckks()
     module, x = _mlp(), torch.randn(3, 8)
-    client = pets.compile(module, backend=backend, example_input=x)
+    client = compile_he(module, backend=backend, example_input=x)
     server = client.for_backend(backend.public())
     assert not server.backend.has_secret_key
     output = server(client.encrypt(x))
@@ -463,13 +473,13 @@ def test_server_runs_the_model_with_the_public_keys_only() -> None:
 
 
 def test_for_backend_rejects_other_keys(plain: pets.Backend) -> None:
-    model = pets.compile(_mlp(), backend=plain, example_input=torch.randn(2, 8))
+    model = compile_he(_mlp(), backend=plain, example_input=torch.randn(2, 8))
     with pytest.raises(pets.KeyMismatchError):
         model.for_backend(pets.backend("plain"))
 
 
 def test_report_lists_layers_depth_and_approximation_errors(plain: pets.Backend) -> None:
-    model = pets.compile(_WithActivation(nn.GELU()).eval(), backend=plain,
+    model = compile_he(_WithActivation(nn.GELU()).eval(), backend=plain,
                          example_input=torch.randn(16, 6))
     text = str(model)
     assert "depth 5" in text and "gelu" in text and "max error" in text
@@ -482,7 +492,7 @@ def test_compile_is_callable_from_the_package_and_the_module() -> None:
     from pets.compiler import compile as compile_function
 
     module, x = _mlp(), torch.randn(2, 8)
-    assert isinstance(pets.compile(module, backend="plain", example_input=x), pets.PrivateModel)
+    assert isinstance(compile_he(module, backend="plain", example_input=x), pets.PrivateModel)
     assert isinstance(compile_function(module, backend="plain", example_input=x), PrivateModel)
 
 

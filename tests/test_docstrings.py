@@ -19,6 +19,10 @@ MODULES = [
     "pets.backends.ckks.params",
     "pets.compiler",
     "pets.compiler.model",
+    "pets.compiler.exact_model",
+    "pets.compiler.training",
+    "pets.functions",
+    "pets.backends.mpc",
     "pets.cli",
 ]
 

@@ -305,6 +305,11 @@ class Backend(ABC):
         """How many parties hold the data (1 for single-party backends)."""
         return 1
 
+    def share_public(self, value: Any, *, src: int = 0) -> Any:
+        """A public value (calibrated ranges, a plan) that every party takes from party ``src``,
+        so that all run the same protocol; with one party, ``value`` itself."""
+        return value
+
     def check_party(self, party: int | None, what: str) -> int | None:
         """``party`` if it names one of this backend's parties, else a :class:`PartyError`."""
         if party is None:

@@ -140,6 +140,11 @@ class PlainBackend(Backend):
             return _softmax(a, options["axis"])
         if name == "max":
             return np.asarray(a.max(axis=options["axis"]))
+        if name == "gelu":
+            import torch
+
+            out = torch.nn.functional.gelu(torch.as_tensor(a), approximate=options["approximate"])
+            return out.numpy()
         return None
 
     def native_shape(self, a: np.ndarray) -> tuple[int, ...]:

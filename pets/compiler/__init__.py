@@ -97,6 +97,8 @@ def compile(
     degrees: Mapping[str, int] | None = None,
     margin: float = 0.1,
     max_rows: int | None = None,
+    weights_from: int | None = None,
+    approximate: bool | None = None,
 ) -> PrivateModel:
     """Compile ``module`` to run on ``backend``'s private tensors.
 
@@ -109,11 +111,20 @@ def compile(
     the example's range widened by ``margin``. ``max_rows`` is the most samples
     encrypted at once (default: the example's batch). Calls ``backend.prepare``.
 
+    The backend's capabilities decide how layers are lowered: a backend with
+    exact comparisons (``"mpc"``, ``"plain"``) runs ReLU, max-pool, softmax and
+    normalisations by its own protocols, op by op on tensors of any rank
+    (:mod:`pets.compiler.exact`); a levelled one (``"ckks"``) gets fused affine
+    maps and polynomials. ``approximate=True`` forces the polynomial lowering
+    (e.g. to check on ``"plain"`` what CKKS will compute). ``weights_from=r``
+    secret-shares party ``r``'s weights (backends with ``private_weights``).
+
     Raises :class:`~pets.errors.UnsupportedModelError` listing every unsupported part.
 
     >>> import torch, pets
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1))
-    >>> model = pets.compile(net, backend="plain", example_input=torch.randn(32, 2))
+    >>> model = pets.compile(net, backend="plain", example_input=torch.randn(32, 2),
+    ...                      approximate=True)
     >>> model.depth, model.approximations[0].function, model.approximations[0].degree
     (5, 'relu', 4)
     """
@@ -126,6 +137,27 @@ def compile(
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
     tensor = _example_tensor(example_input)
+    capabilities = backend.capabilities
+    if approximate is None:
+        approximate = capabilities.levels or not capabilities.comparisons
+    if not approximate:
+        if not capabilities.comparisons:
+            raise CompileError(
+                f"approximate=False needs exact comparisons, which the {backend.name} backend "
+                "lacks; leave approximate unset (polynomials) or use pets.backend('mpc')"
+            )
+        from pets.compiler.exact import ExactProgram
+        from pets.compiler.exact_model import ExactModel
+
+        exact = ExactProgram(module, tensor, ranges=ranges, margin=margin)
+        return ExactModel(backend=backend, program=exact, example=tensor.numpy(),
+                          weights_from=weights_from, max_rows=max_rows)
+    if weights_from is not None:
+        raise CompileError(
+            "weights_from needs the exact lowering of a backend with private weights "
+            "(pets.backend('mpc')); polynomial (HE) models keep their weights in the clear "
+            "on the server"
+        )
     traced = trace(module, tensor)
     lowerings = validate(traced)
     options = ApproximationOptions(

@@ -2,7 +2,7 @@
 
 >>> import numpy as np, torch, pets
 >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), pets.nn.Square(), torch.nn.Linear(4, 2))
->>> model = pets.compile(net, backend=pets.backend("plain"), example_input=torch.randn(8, 3))
+>>> model = pets.compile(net, backend=pets.backend("ckks"), example_input=torch.randn(8, 3))
 >>> model.depth, model.input_size, model.output_shape
 (3, 3, (2,))
 >>> out = model(model.encrypt(np.ones((5, 3))))

@@ -131,6 +131,13 @@ class MPCBackend(Backend):
     def has_secret_key(self) -> bool:
         return not self._public
 
+    def share_public(self, value: Any, *, src: int = 0) -> Any:
+        """Party ``src``'s ``value`` on every party (one broadcast; it is public)."""
+        self.check_party(src, "src")
+        if self.parties == 1:
+            return value
+        return engine.communicator().broadcast_obj(value if self.rank == src else None, src)
+
     def public(self) -> MPCBackend:
         """A view that computes but does not take part in revealing."""
         copy = object.__new__(MPCBackend)
