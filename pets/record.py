@@ -403,9 +403,8 @@ class RecordReport:
 def _broken(path: Path, number: int, problem: str, fix: str | None = None) -> SerializationError:
     """The error for the first bad line, ``number`` counted from 1."""
     if fix is None:
-        intact = f"lines 1-{number - 1} verify" if number > 2 else (
-            "line 1 verifies" if number == 2 else "no line before it")
-        fix = f"restore the record from a trusted copy ({intact})"
+        intact = {1: "", 2: " (line 1 verifies)"}.get(number, f" (lines 1-{number - 1} verify)")
+        fix = f"restore the record from a trusted copy{intact}"
     return SerializationError(f"{path} line {number}: {problem}. Fix: {fix}")
 
 

@@ -80,8 +80,7 @@ class GradientInversionReport:
     def __str__(self) -> str:
         line = (
             f"gradient inversion ({self.method}): {len(self.inputs)} input(s) rebuilt, "
-            f"labels {self.labels.tolist()}, relative gradient distance "
-            f"{self.gradient_distance:.3g}"
+            f"labels {self.labels.tolist()}, gradient distance {self.gradient_distance:.3g}"
         )
         if self.mse is not None and self.psnr is not None:
             line += f"; MSE {self.mse:.3g}, PSNR {self.psnr:.1f} dB against the truth"
