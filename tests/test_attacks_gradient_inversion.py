@@ -240,3 +240,11 @@ def test_an_unknown_method_lists_the_methods() -> None:
 def test_a_negative_noise_multiplier_is_refused() -> None:
     with pytest.raises(pets.DPConfigurationError, match=r"^noise_multiplier must be a finite"):
         pets.attacks.clip_and_noise([np.ones(2)], max_grad_norm=1.0, noise_multiplier=-1.0)
+
+
+def test_a_non_finite_update_is_refused() -> None:
+    model = make_model()
+    update = [torch.zeros_like(p) for p in model.parameters()]
+    update[0][0, 0] = float("nan")
+    with pytest.raises(pets.NonFiniteValueError, match=r"^gradient for 0.weight holds NaN"):
+        pets.attacks.gradient_inversion(model, update, input_shape=(64,), num_classes=10)

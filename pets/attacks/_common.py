@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -94,7 +95,6 @@ def predict_labels(classifier: Any, inputs: npt.NDArray[Any]) -> npt.NDArray[np.
 
 
 def _torch_module_type() -> type[torch.nn.Module] | None:
-    import sys
-
+    """``torch.nn.Module`` if torch is loaded (an object cannot be a module otherwise)."""
     torch = sys.modules.get("torch")
     return None if torch is None else torch.nn.Module  # type: ignore[no-any-return]

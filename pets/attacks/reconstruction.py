@@ -41,6 +41,7 @@ from pets.attacks._common import check_count, require_torch
 from pets.errors import (
     DPConfigurationError,
     ModelIssue,
+    NonFiniteValueError,
     ShapeMismatchError,
     UnsupportedModelError,
 )
@@ -134,7 +135,7 @@ def _as_tensors(model: torch.nn.Module, gradients: Gradients) -> list[torch.Tens
                 f"{tuple(parameter.shape)}. Fix: pass the gradients of this model's parameters."
             )
         if not torch.isfinite(tensor).all():
-            raise ShapeMismatchError(
+            raise NonFiniteValueError(
                 f"gradient for {name} holds NaN or inf. Fix: pass a finite update."
             )
         out.append(tensor)
@@ -146,7 +147,7 @@ def _to_numpy(value: Any) -> Any:
     return detach().cpu().numpy() if callable(detach) else value
 
 
-def infer_labels(gradients: list[torch.Tensor], num_classes: int) -> npt.NDArray[np.int64] | None:
+def _infer_labels(gradients: list[torch.Tensor], num_classes: int) -> npt.NDArray[np.int64] | None:
     """iDLG: the label of a single example from the last layer's gradient, if it shows."""
     last = gradients[-1]
     if last.ndim == 1 and last.shape[0] == num_classes:
@@ -369,7 +370,7 @@ def gradient_inversion(
                 "label per example, or labels=None to infer them."
             )
     elif batch_size == 1:
-        known = infer_labels(target, num_classes)
+        known = _infer_labels(target, num_classes)
     features = math.prod(shape)
     analytic_ok = batch_size == 1 and _first_layer_is_linear(model, features)
     if method == "analytic" and not analytic_ok:
