@@ -26,7 +26,6 @@ from pets.errors import (
     LayoutMismatchError,
     MissingKeyError,
     NonFiniteValueError,
-    PartyError,
     SerializationError,
     ShapeMismatchError,
 )
@@ -77,20 +76,14 @@ def encrypt(backend: Backend, data: Any, *, src: int | None = None,
     With ``requirements`` (``backend.encrypt_for``) the backend also chooses the packing.
     """
     src = backend.check_party(src, "src")
-    own = src is None or src == backend.rank
+    if backend.parties == 1 and data is None:
+        raise TypeError("encrypt needs data (numpy, torch, list); only under MPC do the "
+                        "parties other than src pass None")
     if data is None:
-        if own:
-            raise TypeError(
-                "encrypt needs data; only parties other than src pass None "
-                f"(this is party {backend.rank}, src={src})"
-            )
         array = None
     else:
-        if not own:
-            raise PartyError(
-                f"party {backend.rank} passed data to encrypt(..., src={src}); only party "
-                f"{src} passes its data, every other party passes None"
-            )
+        # under MPC a misplaced or missing array is found by all parties together (the
+        # backend compares notes), so that none is left waiting for the others
         array = plain_array(data, what="encrypt", max_ndim=backend.capabilities.max_rank)
         if array.size == 0:
             raise ShapeMismatchError(
