@@ -22,7 +22,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-__all__ = ["Measurement", "measure", "record_bytes", "record_round", "record_serialized"]
+__all__ = [
+    "Measurement", "measure", "record_bytes", "record_extra", "record_round", "record_serialized",
+]
 
 _ACTIVE: list[Measurement] = []
 _LOCK = threading.Lock()
@@ -72,6 +74,13 @@ def record_serialized(count: int) -> None:
     with _LOCK:
         for m in _ACTIVE:
             m.bytes_serialized += count
+
+
+def record_extra(key: str, amount: float) -> None:
+    """Add ``amount`` to ``extra[key]`` of every active measurement (e.g. offline bytes)."""
+    with _LOCK:
+        for m in _ACTIVE:
+            m.extra[key] = m.extra.get(key, 0) + amount
 
 
 def record_round(count: int = 1) -> None:

@@ -42,7 +42,6 @@ message step instead of two.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import pickle
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -52,7 +51,7 @@ import torch
 import torch.distributed as dist
 
 from pets.errors import PartyError, ShapeMismatchError
-from pets.measure import record_bytes, record_round
+from pets.measure import record_bytes, record_extra, record_round
 
 __all__ = ["HEADER_BYTES", "PartyCommunicator", "record_offline"]
 
@@ -86,13 +85,8 @@ DEALER_LINK = _Group("party 0 and the dealer")
 
 def record_offline(count: int, rounds: int) -> None:
     """Count dealer traffic in every active ``pets.measure()``, apart from online bytes."""
-    # pets.measure has no public hook for extra counters yet; the name ``pets.measure`` is the
-    # function, so reach the module through importlib.
-    measuring = importlib.import_module("pets.measure")
-    with measuring._LOCK:
-        for m in measuring._ACTIVE:
-            m.extra["offline_bytes"] = m.extra.get("offline_bytes", 0) + count
-            m.extra["offline_rounds"] = m.extra.get("offline_rounds", 0) + rounds
+    record_extra("offline_bytes", count)
+    record_extra("offline_rounds", rounds)
 
 
 def _plain(x: Any) -> torch.Tensor:
