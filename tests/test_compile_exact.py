@@ -157,4 +157,4 @@ def test_declared_ranges_replace_calibration() -> None:
     net = nn.Sequential(nn.Linear(3, 3), nn.Sigmoid())
     model = pets.compile(net, backend="plain", example_input=torch.randn(4, 3),
                          ranges={"sigmoid": (-9.0, 9.0)})
-    assert model.ranges == {"sigmoid.input": (-9.0, 9.0)}
+    assert model.intervals == {"sigmoid.input": (-9.0, 9.0)}

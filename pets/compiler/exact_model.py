@@ -60,15 +60,15 @@ class ExactModel(PrivateModel):
         self.weights_from = check_weights_owner(backend, weights_from)
         owner = 0 if self.weights_from is None else self.weights_from
         calibrated = program.calibrate(example) if backend.rank == owner else None
-        #: ranges (per node) that size exp, reciprocal and inverse square roots
-        self.ranges: dict[str, Interval] = backend.share_public(calibrated, src=owner)
+        #: intervals (per node) that size exp, reciprocal and inverse square roots
+        self.intervals: dict[str, Interval] = backend.share_public(calibrated, src=owner)
         self.parameters: dict[str, Any] = (
             dict(program.parameters) if self.weights_from is None
             else share_parameters(program, backend, self.weights_from)
         )
         self.requirements = program.requirements(max_rows or len(example))
         self.layers = []
-        self.value_ranges = {"widest calibrated": widest(self.ranges)}
+        self.value_ranges = {"widest calibrated": widest(self.intervals)}
         self.calibration_error = 0.0
         backend.prepare(self.requirements)
 
@@ -92,7 +92,7 @@ class ExactModel(PrivateModel):
         lines += [f"  {i}. {text}" for i, text in enumerate(self.program.node_names(), 1)]
         owner = ("plain weights known to every party" if self.weights_from is None
                  else f"weights secret-shared from party {self.weights_from}")
-        lines.append(f"  {owner}; {len(self.ranges)} calibrated ranges")
+        lines.append(f"  {owner}; {len(self.intervals)} calibrated ranges")
         return "\n".join(lines)
 
     def report(self) -> str:  # type: ignore[override]
@@ -104,7 +104,7 @@ class ExactModel(PrivateModel):
         """Run on a private ``(B, *input_shape)`` tensor."""
         check_input(self.program, tensor)
         self.backend.check_same_keys(tensor.backend)
-        return self.program.run(tensor, self.parameters, Ranges(self.ranges))
+        return self.program.run(tensor, self.parameters, Ranges(self.intervals))
 
     def flatten(self, data: Any) -> np.ndarray:
         """``(B, *input_shape)``, ``(B, input_size)`` or one sample -> ``(B, *input_shape)``."""
@@ -130,7 +130,7 @@ class ExactModel(PrivateModel):
 
         plain = make_backend("plain")
         x = plain.encrypt(self.flatten(data))
-        out = self.program.run(x, self.program.parameters, Ranges(self.ranges))
+        out = self.program.run(x, self.program.parameters, Ranges(self.intervals))
         return np.asarray(plain.decrypt(out))
 
     def for_backend(self, backend: Backend) -> ExactModel:
