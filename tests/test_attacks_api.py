@@ -5,12 +5,10 @@ from __future__ import annotations
 import doctest
 import importlib
 import json
-import re
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,16 +83,3 @@ def test_membership_inference_without_shadow_data_runs_the_loss_attack() -> None
     report = pets.attacks.membership_inference(torch.nn.Linear(2, 2), data, data)
     assert list(report.results) == ["loss"]
 
-
-def run_markdown_python(path: Path) -> subprocess.CompletedProcess[str]:
-    """The file's ```python blocks, in order, in one fresh namespace, in a subprocess."""
-    blocks = re.findall(r"^```python\n(.*?)^```", path.read_text(), flags=re.S | re.M)
-    assert blocks, f"{path} has no python blocks"
-    return subprocess.run([sys.executable, "-c", "\n".join(blocks)], capture_output=True,
-                          text=True, timeout=300, cwd=path.parents[1])
-
-
-def test_the_attacks_guide_runs() -> None:
-    result = run_markdown_python(Path(__file__).resolve().parents[1] / "docs" / "attacks.md")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "gradient inversion (analytic)" in result.stdout
