@@ -186,7 +186,7 @@ def test_serving_a_torch_save_file_says_how_to_make_a_pt2(tmp_path: Path) -> Non
 
     torch.save(torch.nn.Linear(2, 1), tmp_path / "net.pt")
     result = subprocess.run([sys.executable, "-m", "pets", "serve", str(tmp_path / "net.pt"),
-                             "--port", "0"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+                             "--port", "0"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == (
@@ -203,7 +203,7 @@ def test_an_approximated_activation_needs_calibration_inputs(tmp_path: Path) -> 
     net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
     torch.export.save(torch.export.export(net.eval(), (torch.randn(8, 4),)), tmp_path / "r.pt2")
     result = subprocess.run([sys.executable, "-m", "pets", "serve", str(tmp_path / "r.pt2"),
-                             "--port", "0"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+                             "--port", "0"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == (
         "pets: CompileError: the model approximates relu by a polynomial over a range "

@@ -36,8 +36,12 @@ BACKEND = "ckks"
 
 
 def describe_model(source: ModelSource, config: ServiceConfig) -> ModelDescription:
-    """What a client learns: shapes, the requirements its keys must fit, the limits."""
-    reference = source.open()(pets.backend("plain"))
+    """What a client learns: shapes, the requirements its keys must fit, the limits.
+
+    The model is compiled for the backend clients use (the requirements are that
+    backend's: depth, products, packing); the key this makes is thrown away.
+    """
+    reference = source.open()(pets.backend(BACKEND))
     return ModelDescription(
         backend=BACKEND,
         input_shape=list(reference.input_shape),

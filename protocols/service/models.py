@@ -79,19 +79,18 @@ class ExportedModel:
 
     def open(self) -> ModelFactory:
         program = self.load_program()
-        example = self.example
-        if example is None:
-            example = _saved_inputs(program, self.path)
-            model = pets.compile(program, backend=pets.backend("plain"), example_input=example)
-            if model.approximations:
+        calibrated = self.example is not None
+        example = self.example if calibrated else _saved_inputs(program, self.path)
+
+        def compile_for(backend: pets.Backend) -> Any:
+            model = pets.compile(program, backend=backend, example_input=example)
+            if not calibrated and model.approximations:
                 names = ", ".join(sorted({a.function for a in model.approximations}))
                 raise CompileError(
                     f"the model approximates {names} by a polynomial over a range calibrated "
                     "on typical inputs; pass them: pets serve MODEL --example inputs.npy"
                 )
-
-        def compile_for(backend: pets.Backend) -> Any:
-            return pets.compile(program, backend=backend, example_input=example)
+            return model
 
         return compile_for
 

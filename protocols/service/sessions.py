@@ -117,8 +117,10 @@ class SessionStore:
 
     def close(self, session_id: str) -> Session:
         """Close a session and delete its keys."""
-        session = self.get(session_id)
-        del self._sessions[session_id]
+        return self._remove(self.get(session_id))
+
+    def _remove(self, session: Session) -> Session:
+        del self._sessions[session.id]
         with suppress(FileNotFoundError):
             session.key_path.unlink()
         log.info("session %s closed after %d inferences (%d bytes in, %d out)", session.id,
@@ -132,9 +134,9 @@ class SessionStore:
                    if not s.busy and now - s.last_used > self.idle_timeout]
         for session_id in expired:
             log.info("session %s expired after %g s idle", session_id, self.idle_timeout)
-            self.close(session_id)
+            self._remove(self._sessions[session_id])
         return expired
 
     def close_all(self) -> None:
-        for session_id in list(self._sessions):
-            self.close(session_id)
+        for session in list(self._sessions.values()):
+            self._remove(session)
