@@ -37,7 +37,7 @@ def bench(args: argparse.Namespace) -> int:
     from pets.bench.dp import run_dp
     from pets.bench.he import run_he
 
-    sections = args.only or ["he", "dp"]
+    sections = args.only or ["he", "dp", "mpc"]
     results: dict[str, object] = {}
     if "he" in sections:
         _heading("HE (CKKS) overhead: digits MLP 64-32-10, square activation")
@@ -51,6 +51,14 @@ def bench(args: argparse.Namespace) -> int:
         dp = run_dp(quick=args.quick, progress=_say)
         print(dp)
         results["dp"] = {"rows": dp.table.as_dicts(), "ratios": dp.ratios}
+    if "mpc" in sections:
+        from pets.bench.mpc import run_mpc
+
+        _heading("MPC (CrypTen) overhead: real party processes, pets beside CrypTen")
+        mpc = run_mpc(quick=args.quick, progress=_say)
+        print(mpc)
+        results["mpc"] = {"inference": mpc.table.as_dicts(), "training": mpc.training.as_dicts(),
+                          "ratios": mpc.ratios}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2, default=str)
@@ -209,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=demo)
     p = sub.add_parser("bench", help="overhead of each technique against plaintext")
     p.add_argument("--quick", action="store_true", help="smaller, faster runs (rougher numbers)")
-    p.add_argument("--only", action="append", choices=["he", "dp"],
+    p.add_argument("--only", action="append", choices=["he", "dp", "mpc"],
                    help="run only this section (repeat for several; default: all)")
     p.add_argument("--batch", type=int, default=4096, help="samples for the batched runs")
     p.add_argument("--samples", type=int, default=4, help="samples for the per-sample runs")

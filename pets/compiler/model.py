@@ -23,7 +23,8 @@ from pets.backends.base import Backend, Requirements
 from pets.compiler.approximate import Approximation
 from pets.compiler.build import Program
 from pets.compiler.layers import Affine, Layer, Polynomial
-from pets.errors import ShapeMismatchError
+from pets.compiler.precision import noise_gain, plan_ranges, target_precision
+from pets.errors import CompileError, ShapeMismatchError
 from pets.tensor import PrivateTensor
 
 __all__ = ["CompileReport", "PrivateModel"]
@@ -72,9 +73,13 @@ class PrivateModel:
         example: np.ndarray,
         expected: np.ndarray,
         max_rows: int | None = None,
+        precision: float | str | None = None,
+        input_margin: float = 0.1,
     ) -> None:
         """Built by :func:`pets.compiler.compile`; ``example`` is the flattened example
-        input and ``expected`` torch's flattened output on it."""
+        input and ``expected`` torch's flattened output on it. ``precision`` is the largest
+        output error to accept (or ``"predictions"``); ``input_margin`` widens the
+        example's range into the range inputs are checked against."""
         self.backend = backend
         self.layers: list[Layer] = list(program.layers)
         self.input_shape = program.input_shape
@@ -86,13 +91,23 @@ class PrivateModel:
         self.value_ranges: dict[str, float] = ranges
         #: largest ``|compiled - torch|`` on the example input (plain arithmetic)
         self.calibration_error = float(np.max(np.abs(output - expected), initial=0.0))
+        #: largest ``|x|`` an input may hold: the example's, widened (``encrypt`` checks it)
+        self.input_bound = float(np.max(np.abs(example), initial=0.0)) * (1.0 + input_margin)
+        #: value bounds every layer's output carries (see :mod:`pets.compiler.precision`)
+        self.ranges = plan_ranges(self.layers, self._input_name, self.input_bound,
+                                  self._layer_maxima(example))
+        #: output error per unit of noise, from each source and in total
+        self.noise_gain = noise_gain(self.layers, self._input_name, self._output_name)
+        #: the largest output error the backend's parameters are sized for
+        self.precision = target_precision(precision, expected)
         #: what the backend was prepared for
         self.requirements = Requirements(
             depth=self.depth,
             matmul_shapes=matmul_shapes(self.layers),
             max_rows=max_rows or len(example),
             first_product=self._first_product(),
-            max_abs=max(ranges.values(), default=0.0),
+            max_abs=max(self.ranges.largest, max(ranges.values(), default=0.0)),
+            extra={"noise_gain": self.noise_gain["total"], "precision": self.precision},
         )
 
     # ---- shapes and costs -----------------------------------------------------
@@ -165,8 +180,13 @@ class PrivateModel:
                 "encrypt with model.encrypt(x), which flattens each sample"
             )
         values = {self._input_name: tensor}
+        vouch = getattr(self.backend, "assume_bound", None)
         for layer in self.layers:
-            values[layer.name] = layer.forward([values[i] for i in layer.inputs])
+            out = layer.forward([values[i] for i in layer.inputs])
+            if vouch is not None and layer.name in self.ranges.vouched:
+                out = PrivateTensor(out.backend, vouch(out.data, self.ranges.bounds[layer.name]),
+                                    out.shape)
+            values[layer.name] = out
         return values[self._output_name]
 
     def flatten(self, data: Any) -> np.ndarray:
@@ -185,13 +205,16 @@ class PrivateModel:
             f"got an array of shape {array.shape}; pass (batch, *{self.input_shape})"
         )
 
-    def encrypt(self, data: Any, *, layout: str | None = None) -> PrivateTensor:
+    def encrypt(self, data: Any, *, layout: str | None = None,
+                src: int | None = None) -> PrivateTensor:
         """Flatten each sample of ``data`` and encrypt it with the model's backend.
 
         ``layout=None`` lets the backend choose by batch size
         (``backend.choose_layout(rows)``: CKKS picks ``"per_sample"`` or ``"batched"``).
+        ``src`` names the party whose data it is (see ``Backend.encrypt``).
         """
-        return self.backend.encrypt_for(self.flatten(data), self.requirements, layout=layout)
+        return self.backend.encrypt_for(self.flatten(data), self.requirements, layout=layout,
+                                        src=src)
 
     def _first_product(self) -> tuple[int, int] | None:
         """``(n, m)`` when the input feeds one product only, so the backend may pack for it."""
@@ -200,19 +223,43 @@ class PrivateModel:
             return readers[0].matmul_shapes[0]
         return None
 
-    def decrypt(self, tensor: PrivateTensor) -> np.ndarray:
+    def decrypt(self, tensor: PrivateTensor, *, to: int | None = None) -> Any:
         """Decrypt an output to ``(B, *output_shape)`` (needs the secret key)."""
-        flat = self.backend.decrypt(tensor)
+        flat = self.backend.decrypt(tensor, to=to)
         return flat.reshape(-1, *self.output_shape) if flat.ndim == 2 else flat
 
     def predict(self, data: Any, *, layout: str | None = None) -> np.ndarray:
         """Encrypt ``data``, run the model, decrypt: plain in, plain out (needs the secret key)."""
         return self.decrypt(self(self.encrypt(data, layout=layout)))
 
+    def fit(self, x: PrivateTensor, y: PrivateTensor, **options: Any) -> Any:
+        """Joint training, where the backend can (``"mpc"``, ``"plain"``; see ExactModel.fit)."""
+        raise CompileError(
+            f"this model was compiled with polynomials for the {self.backend.name} backend, "
+            "which cannot train (HE has no comparisons to take gradients through); compile it "
+            "for pets.backend('mpc') (or 'plain') to train it"
+        )
+
+    def to_torch(self, *, to: int | None = None) -> Any:
+        """The weights as a torch module (models compiled for a backend that trains)."""
+        raise CompileError(
+            "this model's linear layers were fused for HE and cannot be mapped back to torch "
+            "modules; keep the torch model you compiled, or compile for 'mpc'/'plain'"
+        )
+
     def simulate(self, data: Any) -> np.ndarray:
         """The compiled arithmetic (polynomials included) on plain float64, no backend."""
         output, _ = self._simulate(self.flatten(data))
         return output.reshape(-1, *self.output_shape)
+
+    def _layer_maxima(self, flat: np.ndarray) -> dict[str, float]:
+        """Largest ``|output|`` of each layer (by name) on ``flat``."""
+        values = {self._input_name: flat}
+        maxima = {}
+        for layer in self.layers:
+            values[layer.name], _ = layer.simulate([values[i] for i in layer.inputs])
+            maxima[layer.name] = float(np.max(np.abs(values[layer.name]), initial=0.0))
+        return maxima
 
     def _simulate(self, flat: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
         values = {self._input_name: flat}

@@ -1,0 +1,245 @@
+"""What MPC costs: inference and training under 2 and 3 real parties, against CrypTen.
+
+Every figure comes from one run of real party processes (``pets.run_parties``,
+a TTP dealer), with pets and the same work written directly against CrypTen
+interleaved in the same processes, so their ratio is fair:
+
+* inference of a digits ReLU MLP (64-32-10, plain weights, private inputs):
+  pets' compiled model against ``cryptensor`` ``matmul``/``relu`` by hand;
+* a training step of a 30->2 softmax classifier on 150 breast-cancer samples:
+  ``PrivateModel.fit`` against CrypTen's ``crypten.nn`` with its autograd and
+  ``CrossEntropyLoss`` (its defaults), rounds and bytes per step, and the
+  accuracy each reaches after the same epochs;
+* a training step of the digits MLP (batch 64), time and rounds per step.
+
+Bytes and rounds are per party, counted by the pets communicator (the bytes
+handed to the wire; the dealer's traffic apart, as offline bytes).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pets.bench.report import Table
+
+__all__ = ["MPCReport", "run_mpc"]
+
+
+@dataclass
+class MPCReport:
+    """Tables of one run and the ratios the README quotes."""
+
+    table: Table
+    training: Table
+    ratios: dict[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [str(self.table), "", str(self.training), ""]
+        lines += [f"{name}: {value:.3g}" for name, value in self.ratios.items()]
+        return "\n".join(lines)
+
+
+def _digits_mlp(seed: int = 0) -> tuple[dict[str, np.ndarray], float]:
+    """A 64-32-10 ReLU MLP trained in the clear; its weights and plaintext test accuracy."""
+    import torch
+
+    from pets.bench.workloads import digits
+
+    torch.manual_seed(seed)
+    data = digits()
+    net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    x, y = torch.tensor(data.x_train, dtype=torch.float32), torch.tensor(data.y_train)
+    optimiser = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(30):
+        for batch in torch.randperm(len(x)).split(64):  # type: ignore[no-untyped-call]
+            optimiser.zero_grad()
+            torch.nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()  # type: ignore[no-untyped-call]
+            optimiser.step()
+    with torch.no_grad():
+        logits = net(torch.tensor(data.x_test, dtype=torch.float32)).numpy()
+    accuracy = float((logits.argmax(axis=1) == data.y_test).mean())
+    return {k: v.detach().numpy() for k, v in net.state_dict().items()}, accuracy
+
+
+def _mlp(state: dict[str, np.ndarray]) -> Any:
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    net.load_state_dict({k: torch.tensor(v) for k, v in state.items()})
+    return net.eval()
+
+
+def _cancer() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    return (x - x.mean(axis=0)) / x.std(axis=0), y
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, Any]:
+    import pets
+
+    with pets.measure() as cost:
+        result = fn()
+    return result, cost
+
+
+def _party(party: Any, state: dict[str, np.ndarray], samples: int, repeats: int,
+           epochs: int) -> dict[str, Any]:
+    """Runs in every party process: pets and CrypTen interleaved on the same work."""
+    import torch
+
+    import pets
+    from pets.backends.mpc._crypten import load_crypten
+    from pets.bench.workloads import digits
+
+    crypten = load_crypten()
+    be = party.backend
+    rank = party.rank
+    data = digits()
+    x = data.x_test[:samples]
+    net = _mlp(state)
+    model = pets.compile(net, backend=be, example_input=torch.tensor(data.x_train[:64]))
+    weights = [(state["0.weight"].T, state["0.bias"]), (state["2.weight"].T, state["2.bias"])]
+    out: dict[str, Any] = {"pets": [], "crypten": []}
+
+    def pets_inference() -> np.ndarray:
+        shared = model.encrypt(x if rank == 0 else None, src=0)
+        return np.asarray(model.decrypt(model(shared)))
+
+    def crypten_inference() -> np.ndarray:
+        h = crypten.cryptensor(torch.tensor(x if rank == 0 else np.zeros_like(x)), src=0)
+        for i, (w, b) in enumerate(weights):
+            h = h.matmul(torch.tensor(w)) + torch.tensor(b)
+            if i == 0:
+                h = h.relu()
+        return np.asarray(h.get_plain_text().numpy())
+
+    pets_inference()  # warm-up (first calls pay for imports and caches)
+    for _ in range(repeats):
+        for name, fn in (("pets", pets_inference), ("crypten", crypten_inference)):
+            logits, cost = _timed(fn)
+            out[name].append((cost.seconds, cost.bytes_sent, cost.rounds,
+                              float((logits.argmax(axis=1) == data.y_test[:samples]).mean())))
+
+    # a training step of a 30->2 softmax classifier on 150 samples, and equal epochs
+    features, labels = _cancer()
+    onehot = np.eye(2)[labels]
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(30, 2)
+    initial = {k: v.clone() for k, v in linear.state_dict().items()}
+    shared_x = be.encrypt(features if rank == 0 else None, src=0)
+    shared_y = be.encrypt(onehot if rank == 0 else None, src=0)
+    classifier = pets.compile(linear, backend=be, example_input=torch.zeros(2, 30))
+    history, cost = _timed(lambda: classifier.fit(shared_x, shared_y, epochs=epochs, lr=0.5,
+                                                  batch_size=150, seed=3))
+    revealed = classifier.decrypt(classifier(shared_x))
+    out["pets_step"] = (cost.seconds / history.steps, cost.bytes_sent / history.steps,
+                        cost.rounds / history.steps,
+                        float((revealed.argmax(axis=1) == labels).mean()))
+
+    crypten_model = crypten.nn.Linear(30, 2)
+    crypten_model.weight.data = initial["weight"].clone()  # same start as pets
+    crypten_model.bias.data = initial["bias"].clone()
+    crypten_model.encrypt(src=0)
+    crypten_model.train()
+    loss_fn = crypten.nn.CrossEntropyLoss()
+    cx = crypten.cryptensor(torch.tensor(features if rank == 0 else np.zeros_like(features)),
+                            src=0)
+    cy = crypten.cryptensor(torch.tensor(onehot if rank == 0 else np.zeros_like(onehot)), src=0)
+    rng = np.random.default_rng(3)
+
+    def crypten_epochs() -> int:
+        steps = 0
+        for _ in range(epochs):
+            order = rng.permutation(len(features))
+            for first in range(0, len(features), 150):
+                index = torch.tensor(np.sort(order[first : first + 150]))
+                loss = loss_fn(crypten_model(cx[index]), cy[index])
+                crypten_model.zero_grad()
+                loss.backward()
+                crypten_model.update_parameters(0.5)
+                steps += 1
+        return steps
+
+    steps, cost = _timed(crypten_epochs)
+    crypten_model.eval()
+    predicted = crypten_model(cx).get_plain_text().numpy()
+    out["crypten_step"] = (cost.seconds / steps, cost.bytes_sent / steps, cost.rounds / steps,
+                           float((predicted.argmax(axis=1) == labels).mean()))
+
+    # a training step of the digits MLP (batch 64), pets only: rounds and time
+    mlp = pets.compile(_mlp(state), backend=be, example_input=torch.zeros(2, 64))
+    batch_x = be.encrypt(data.x_train[:64] if rank == 0 else None, src=0)
+    batch_y = be.encrypt(np.eye(10)[data.y_train[:64]] if rank == 0 else None, src=0)
+    history, cost = _timed(lambda: mlp.fit(batch_x, batch_y, epochs=1, lr=0.1, batch_size=64))
+    out["mlp_step"] = (cost.seconds, cost.bytes_sent, cost.rounds)
+    return out
+
+
+def run_mpc(*, parties: Sequence[int] = (2, 3), samples: int = 64, repeats: int = 3,
+            epochs: int = 3, quick: bool = False,
+            progress: Callable[[str], None] | None = None) -> MPCReport:
+    """Run the MPC rows for each party count (``quick``: 2 parties, fewer repeats)."""
+    import pets
+
+    say = progress or (lambda message: None)
+    if quick:
+        parties, samples, repeats, epochs = (2,), 32, 2, 1
+    state, plain_accuracy = _digits_mlp()
+    table = Table(["technique", "parties", "ms/sample", "KiB/sample", "rounds", "accuracy",
+                   "x CrypTen time"])
+    training = Table(["training step", "parties", "ms/step", "KiB/step", "rounds/step",
+                      f"accuracy ({epochs} epochs)"])
+    start = time.perf_counter()
+    from pets.bench.workloads import digits
+
+    x = digits().x_test[:samples]
+    table.add("plaintext (torch)", 1, _plain_ms(state, x), 0.0, 0, plain_accuracy, float("nan"))
+    ratios: dict[str, float] = {}
+    for count in parties:
+        say(f"MPC: {count} parties (+ dealer), inference and training, pets beside CrypTen")
+        results = pets.run_parties(_party, parties=count, timeout=600,
+                                   args=(state, samples, repeats, epochs))
+        first = results[0]
+        medians = {}
+        for name in ("pets", "crypten"):
+            runs = first[name]
+            seconds = statistics.median(r[0] for r in runs)
+            medians[name] = seconds
+            table.add(f"{name} MPC inference", count, 1e3 * seconds / samples,
+                      runs[0][1] / samples / 1024, runs[0][2], runs[0][3],
+                      seconds / statistics.median(r[0] for r in first["crypten"]))
+        ratios[f"pets / CrypTen inference time, {count} parties"] = (
+            medians["pets"] / medians["crypten"])
+        for name, key in (("pets fit (30->2, 150 samples)", "pets_step"),
+                          ("CrypTen nn + autograd (defaults)", "crypten_step")):
+            seconds, sent, rounds, accuracy = first[key]
+            training.add(name, count, 1e3 * seconds, sent / 1024, rounds, accuracy)
+        ratios[f"pets / CrypTen rounds per training step, {count} parties"] = (
+            first["pets_step"][2] / first["crypten_step"][2])
+        ratios[f"pets / CrypTen time per training step, {count} parties"] = (
+            first["pets_step"][0] / first["crypten_step"][0])
+        seconds, sent, rounds = first["mlp_step"]
+        training.add("pets fit (digits MLP 64-32-10, batch 64)", count, 1e3 * seconds,
+                     sent / 1024, rounds, float("nan"))
+    say(f"MPC rows done in {time.perf_counter() - start:.0f} s")
+    return MPCReport(table, training, ratios)
+
+
+def _plain_ms(state: dict[str, np.ndarray], x: np.ndarray) -> float:
+    import torch
+
+    net = _mlp(state)
+    tensor = torch.tensor(x, dtype=torch.float32)
+    with torch.no_grad():
+        net(tensor)
+        start = time.perf_counter()
+        net(tensor)
+    return 1e3 * (time.perf_counter() - start) / len(x)
