@@ -218,7 +218,7 @@ class InferenceClient:
         record_round()
         self.traffic.requests += 1
         answer = b"".join(chunks)
-        if response.status_code >= 400:
+        if not 200 <= response.status_code < 300:  # no redirects are followed either
             raise self._error(response.status_code, answer)
         return answer
 
