@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,3 +44,10 @@ def test_demo_tour_runs_every_section() -> None:
         assert heading in out
     assert "accuracy on 256 encrypted test digits" in out  # the two-process service answered
     assert "consistent with the accounted epsilon" in out
+
+
+@pytest.mark.slow
+def test_joint_training_example_matches_pooled_training() -> None:
+    out = run(str(ROOT / "examples" / "joint_training.py"))
+    assert "3 parties holding [142, 142, 142] rows" in out
+    assert "within 2 points of pooled plaintext training: yes" in out
