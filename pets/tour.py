@@ -2,10 +2,11 @@
 
 1. encrypted inference in one process: what client and server each do;
 2. the same between two processes over HTTP (``pets serve`` / ``pets infer``);
-3. differential privacy: calibrated noise, an enforced budget, noisy release
+3. MPC: three party processes train one model jointly, then one queries it privately;
+4. differential privacy: calibrated noise, an enforced budget, noisy release
    of an encrypted result;
-4. DP-SGD against non-private training, and a membership-inference audit;
-5. what HE costs against plaintext and TenSEAL's own recipe.
+5. DP-SGD against non-private training, and a membership-inference audit;
+6. what HE costs against plaintext and TenSEAL's own recipe.
 """
 
 from __future__ import annotations
@@ -106,12 +107,24 @@ def service(quick: bool, say: Say) -> None:
             print("  server |", line)
 
 
+def multi_party(quick: bool, say: Say) -> None:
+    from protocols.joint_training import run
+
+    _heading("3. Secure multi-party computation: three organisations train one model, then "
+             "one queries it privately")
+    say("starting 3 party processes and a dealer (CrypTen secret shares, TTP triples); each "
+        "party holds a third of the breast-cancer rows and sees none of the others'")
+    print(run(parties=3))
+    print("  no party saw another's rows, the labels, the weights or the gradients: only "
+          "shares; the dealer saw only random triples")
+
+
 def differential_privacy(quick: bool, say: Say) -> None:
     import numpy as np
 
     import pets
 
-    _heading("3. Differential privacy: calibrated noise, an enforced budget")
+    _heading("4. Differential privacy: calibrated noise, an enforced budget")
     say("input perturbation (local DP): each of 5000 people flips their own bit before sending it")
     truth = np.random.default_rng(0).random(5000) < 0.3
     reported = pets.dp.randomized_response(truth, epsilon=1.0)
@@ -142,7 +155,7 @@ def dp_training(quick: bool, say: Say) -> None:
     from pets.bench.audit import run_audit
     from pets.bench.dp import run_dp
 
-    _heading("4. DP-SGD (Opacus) against non-private training, and a membership audit")
+    _heading("5. DP-SGD (Opacus) against non-private training, and a membership audit")
     print(run_dp(epsilons=(1.0, 8.0) if quick else (0.5, 1.0, 2.0, 4.0, 8.0), quick=quick,
                  progress=say))
     print()
@@ -152,7 +165,7 @@ def dp_training(quick: bool, say: Say) -> None:
 def overhead(quick: bool, say: Say) -> None:
     from pets.bench.he import run_he
 
-    _heading("5. What HE costs: the digits MLP against plaintext and TenSEAL's recipe")
+    _heading("6. What HE costs: the digits MLP against plaintext and TenSEAL's recipe")
     samples = 2 if quick else 4
     print(run_he(batch=4096, latency_samples=samples, recipe_samples=samples, progress=say))
 
@@ -161,6 +174,7 @@ def run_tour(*, quick: bool = False, skip_bench: bool = False, say: Say = print)
     start = time.perf_counter()
     encrypted_inference(quick, say)
     service(quick, say)
+    multi_party(quick, say)
     differential_privacy(quick, say)
     dp_training(quick, say)
     if not skip_bench:

@@ -40,10 +40,11 @@ def test_cli_reports_pets_errors_without_a_traceback() -> None:
 def test_demo_tour_runs_every_section() -> None:
     out = run("-m", "pets", "demo", "--quick", "--skip-bench")
     for heading in ("1. Encrypted inference", "2. The same as a service",
-                    "3. Differential privacy", "4. DP-SGD"):
+                    "3. Secure multi-party computation", "4. Differential privacy", "5. DP-SGD"):
         assert heading in out
     assert "accuracy on 256 encrypted test digits" in out  # the two-process service answered
     assert "consistent with the accounted epsilon" in out
+    assert "3 parties holding [142, 142, 142] rows trained one model under MPC" in out
 
 
 @pytest.mark.slow
