@@ -21,8 +21,10 @@ import hmac
 import json
 import os
 import random
+import signal
 import struct
 import sys
+import time
 import traceback
 import warnings
 from collections.abc import Callable
@@ -359,14 +361,31 @@ LOADERS = ("envelope", "plain-backend", "plain-tensor", "ckks-backend", "ckks-te
            "mpc-backend", "mpc-tensor", "budget")
 
 
+def _selftest(rng: random.Random) -> str:
+    """The harness's own test: loads, refuses, crashes (payload 3), hangs (5), errs (7)."""
+    import pets
+
+    index = rng.index  # type: ignore[attr-defined]
+    if index == 3:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if index == 5:
+        time.sleep(3600)
+    if index == 7:
+        raise KeyError("not a pets error")
+    if index % 2:
+        raise pets.SerializationError("refused")
+    return "loaded"
+
+
 def work(loader: str, seed: int, start: int, count: int, folder: Path) -> None:
     """The worker: payloads ``start .. start + count - 1``, one result line each."""
     import pets
 
     warnings.simplefilter("ignore")
-    run = make_loader(loader, folder)
+    run = _selftest if loader == "selftest" else make_loader(loader, folder)
     for index in range(start, start + count):
         rng = random.Random(f"{seed}:{index}")
+        rng.index = index  # type: ignore[attr-defined]  # read by the selftest only
         try:
             outcome, detail = "loaded", run(rng)
         except pets.PetsError as exc:

@@ -19,10 +19,12 @@ import os
 import select
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import pytest
 from fuzz_payloads import LOADERS, make_bases
@@ -56,13 +58,21 @@ class Campaign:
         }
 
 
-def _worker(loader: str, seed: int, start: int, count: int, bases: Path) -> subprocess.Popen[str]:
+def _worker(
+    loader: str, seed: int, start: int, count: int, bases: Path, stderr: IO[bytes]
+) -> subprocess.Popen[str]:
+    # stderr goes to a file: a pipe nobody drains would block a chatty worker (engines log)
     return subprocess.Popen(
         [sys.executable, str(HERE / "fuzz_payloads.py"), loader, str(seed), str(start),
          str(count), str(bases)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=bases,
+        stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=bases,
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)])},
     )
+
+
+def _tail(stderr: IO[bytes]) -> str:
+    stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - 300))
+    return " ".join(stderr.read().decode(errors="replace").split())
 
 
 def run_campaign(loader: str, *, seed: int, count: int, bases: Path) -> Campaign:
@@ -71,7 +81,16 @@ def run_campaign(loader: str, *, seed: int, count: int, bases: Path) -> Campaign
     began = time.monotonic()
     start = 0
     while start < count:
-        worker = _worker(loader, seed, start, count - start, bases)
+        start = _run_worker(campaign, start, bases)
+    campaign.seconds = time.monotonic() - began
+    return campaign
+
+
+def _run_worker(campaign: Campaign, start: int, bases: Path) -> int:
+    """One worker from payload ``start`` on; the index to go on from when it stops."""
+    count = campaign.count
+    with tempfile.TemporaryFile() as stderr:
+        worker = _worker(campaign.loader, campaign.seed, start, count - start, bases, stderr)
         assert worker.stdout is not None
         expected, deadline = start, time.monotonic() + PAYLOAD_TIMEOUT * 3  # start-up too
         while expected < count:
@@ -90,24 +109,21 @@ def run_campaign(loader: str, *, seed: int, count: int, bases: Path) -> Campaign
             expected += 1
             deadline = time.monotonic() + PAYLOAD_TIMEOUT
         if expected < count:  # the worker died or hung on payload `expected`
-            hung = worker.poll() is None
-            if hung:
+            try:  # after end of output, a dying worker needs a moment to exit
+                worker.wait(timeout=0 if line is None else 10)
+                hung = False
+            except subprocess.TimeoutExpired:
+                hung = True
                 worker.kill()
-            worker.wait()
-            stderr = (worker.stderr.read() if worker.stderr else "")[-300:]
+                worker.wait()
             outcome = "hang" if hung else f"crash (exit {worker.returncode})"
             campaign.outcomes["hang" if hung else "crash"] += 1
-            campaign.failures.append(f"{expected} {outcome}: {' '.join(stderr.split())}")
+            campaign.failures.append(f"{expected} {outcome}: {_tail(stderr)}")
             expected += 1
         else:
             worker.wait()
-        if worker.stdout:
-            worker.stdout.close()
-        if worker.stderr:
-            worker.stderr.close()
-        start = expected
-    campaign.seconds = time.monotonic() - began
-    return campaign
+        worker.stdout.close()
+    return expected
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +178,14 @@ def test_long_campaign(loader: str, bases: Path) -> None:
         Path(report).mkdir(parents=True, exist_ok=True)
         (Path(report) / f"{loader}.json").write_text(json.dumps(campaign.as_dict(), indent=2))
     _check(campaign)
+
+
+def test_the_harness_catches_and_attributes_crashes_hangs_and_other_exceptions(
+    bases: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "PAYLOAD_TIMEOUT", 2.0)
+    campaign = run_campaign("selftest", seed=0, count=10, bases=bases)
+    assert campaign.outcomes == {"loaded": 5, "refused": 2, "crash": 1, "hang": 1, "error": 1}
+    assert [failure.split(":")[0] for failure in campaign.failures] == [
+        "3 crash (exit -11)", "5 hang", "7 error"
+    ]
