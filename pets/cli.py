@@ -229,11 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", dest="model_option", help=argparse.SUPPRESS)
     p.add_argument("--example", help=".npy calibration inputs (needed for approximated "
                    "activations)")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     p.add_argument("--workers", type=int, default=2,
                    help="evaluation processes (default 2)")
-    p.add_argument("--max-sessions", type=int, default=16)
+    p.add_argument("--max-sessions", type=int, default=16,
+                   help="sessions held at once, each one client's public keys (default 16)")
     p.add_argument("--max-key-mib", type=float, default=256.0,
                    help="largest public key set a session may upload (its memory)")
     p.add_argument("--max-request-mib", type=float, default=256.0,
@@ -246,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds for a request body to arrive")
     p.add_argument("--head-timeout", type=float, default=30.0,
                    help="seconds for a request's headers to arrive")
-    p.add_argument("--max-connections", type=int, default=64)
+    p.add_argument("--max-connections", type=int, default=64,
+                   help="open connections at once; more get 503 (default 64)")
     p.add_argument("--worker-cache", type=int, default=4,
                    help="sessions whose loaded keys each worker keeps")
     p.add_argument("--quick", action="store_true", help="train the digits model briefly")

@@ -84,3 +84,47 @@ def _environment() -> dict[str, str]:
 def test_blocks_are_found_with_their_line_numbers() -> None:
     text = "intro\n```python\nx = 1\n```\n\n```console\n$ pets\n```\n```python\ny = x\n```\n"
     assert python_blocks(text) == [(3, "x = 1\n"), (10, "y = x\n")]
+
+
+# ---- the command line's own documentation ---------------------------------------------------
+
+
+def _parsers() -> list[tuple[str, object]]:
+    import argparse
+
+    from pets.cli import build_parser
+
+    parser = build_parser()
+    found: list[tuple[str, object]] = [("pets", parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found += [(f"pets {name}", sub) for name, sub in action.choices.items()]
+    return found
+
+
+def test_every_command_line_option_says_what_it_does() -> None:
+    import argparse
+
+    missing = [
+        f"{command} {action.option_strings or action.dest}"
+        for command, parser in _parsers()
+        for action in parser._actions  # type: ignore[attr-defined]
+        if action.help is None
+        and not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+    ]
+    assert not missing, f"options without help text: {missing}"
+
+
+def test_command_line_help_is_plain_text() -> None:
+    for command, parser in _parsers():
+        text = parser.format_help()  # type: ignore[attr-defined]
+        assert "``" not in text and ":class:" not in text, f"{command} --help: {text}"
+        assert parser.description, f"{command} --help has no description"  # type: ignore[attr-defined]
+
+
+def test_pets_version_prints_the_package_version() -> None:
+    import pets
+
+    result = subprocess.run([sys.executable, "-m", "pets", "--version"], capture_output=True,
+                            text=True, timeout=60, cwd=ROOT, check=True)
+    assert result.stdout.strip() == f"pets {pets.__version__}"
