@@ -319,7 +319,8 @@ class Budget:
                 f"the budget file {self._path} was removed while this budget was using it. "
                 f"{RESTORE_FIX}"
             )
-        held = Budget._from_content(_budget_file.read_content(self._path), self._path)
+        content = _budget_file.read_content(self._path)
+        held = Budget._from_content(content, self._path, known=self._entries)
         if (held.epsilon, held.delta, held.composition) != (
             self._epsilon,
             self._delta,
@@ -336,7 +337,8 @@ class Budget:
                 "this budget recorded in it: it was rolled back or replaced while in use. "
                 f"{RESTORE_FIX}"
             )
-        self._entries, self._spent = held._entries, held._spent
+        if held._entries != self._entries:
+            self._entries, self._spent = held._entries, held._spent
 
     def refresh(self) -> None:
         """Catch up with spends other processes recorded in this budget's file (if it has one).
@@ -377,8 +379,14 @@ class Budget:
             _budget_file.write_document(target, self._content())
 
     @classmethod
-    def _from_content(cls, content: dict[str, Any], source: Path) -> Budget:
-        """A budget from a checksummed file's ``content``, every field checked."""
+    def _from_content(
+        cls, content: dict[str, Any], source: Path, *, known: list[LedgerEntry] | None = None
+    ) -> Budget:
+        """A budget from a checksummed file's ``content``, every field checked.
+
+        If its ledger equals ``known`` (a handle's own, the common case), the total is
+        not composed again: the caller already holds it.
+        """
         try:
             if set(content) != {"epsilon", "delta", "composition", "ledger"}:
                 raise ValueError(
@@ -391,6 +399,8 @@ class Budget:
                 raise ValueError("the composition must be a name")
             budget = cls(content["epsilon"], content["delta"], composition=content["composition"])
             budget._entries = [LedgerEntry.from_json(item) for item in ledger]
+            if known is not None and budget._entries == known:
+                return budget
             budget._spent = budget._composition.total(budget._entries, budget._delta)
         except (KeyError, TypeError, ValueError, ArithmeticError, RecursionError) as exc:
             raise BudgetFileError(
