@@ -92,10 +92,10 @@ def compare(
 ) -> list[Row]:
     """Every federated mode and pooled training, per split, from one run.
 
-    ``quick`` runs 3 rounds instead of 5. ``epsilon`` is each client's total budget
+    ``quick`` runs 2 rounds instead of 5. ``epsilon`` is each client's total budget
     (delta 1e-5) over all rounds, for the DP modes.
     """
-    rounds = rounds or (3 if quick else 5)
+    rounds = rounds or (2 if quick else 5)
     privacy = default_privacy(clients, rounds, epsilon)
     keys = packing.make_keys()
     runs = simulate(modes=MODES, splits=splits, clients=clients, rounds=rounds,

@@ -21,6 +21,7 @@ public initial weights, or Flower's own FedAvg.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -40,8 +41,10 @@ __all__ = [
     "Template",
     "from_bytes",
     "is_state",
+    "load_state",
     "plain_record",
     "record_parameters",
+    "save_state",
     "template_of",
     "to_bytes_array",
 ]
@@ -152,3 +155,22 @@ class GlobalState:
 def template_of(params: Mapping[str, npt.NDArray[np.float64]]) -> Template:
     """The names and shapes of named arrays."""
     return {name: tuple(np.shape(value)) for name, value in params.items()}
+
+
+def save_state(record: ArrayRecord, path: str | os.PathLike[str]) -> None:
+    """Write a record (e.g. the last global state, still encrypted) to an ``.npz`` file."""
+    with open(path, "wb") as handle:
+        arrays = {name: array.numpy() for name, array in record.items()}
+        np.savez(handle, **arrays)  # type: ignore[arg-type]
+
+
+def load_state(path: str | os.PathLike[str]) -> ArrayRecord:
+    """Read a record written by :func:`save_state` (no pickle is ever loaded)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return ArrayRecord({name: Array(archive[name]) for name in archive.files})
+    except (OSError, ValueError) as exc:
+        raise SerializationError(
+            f"cannot read a federated state from {path}: {exc}; pass a file written by "
+            "save_state (the server's state-file)"
+        ) from exc

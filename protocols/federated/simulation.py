@@ -29,8 +29,7 @@ import logging
 import math
 import os
 import statistics
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +45,7 @@ from protocols.federated.mod import BYTES_DOWN, BYTES_UP, SecureUpdateMod
 from protocols.federated.model import init_parameters
 from protocols.federated.privacy import DPSettings
 from protocols.federated.records import plain_record
-from protocols.federated.strategy import RoundReport, SecureFedAvg
+from protocols.federated.strategy import RoundReport, SecureFedAvg, round_clock
 
 __all__ = ["MODES", "FederatedRun", "default_privacy", "simulate"]
 
@@ -100,16 +99,6 @@ def _last(metrics: Mapping[int, Any], key: str) -> float:
     return 0.0
 
 
-def _stamper(stamps: list[float]) -> Callable[[int, ArrayRecord], None]:
-    """A server-side ``evaluate_fn`` that only notes the time: Flower calls it before the
-    first round and after each round."""
-
-    def stamp(server_round: int, arrays: ArrayRecord) -> None:
-        stamps.append(time.perf_counter())
-
-    return stamp
-
-
 def _collect(run: FederatedRun, result: Result, stamps: Sequence[float]) -> None:
     evaluated = result.evaluate_metrics_clientapp
     run.accuracy = [float(evaluated[n]["accuracy"]) for n in sorted(evaluated)]  # type: ignore[arg-type]
@@ -156,7 +145,7 @@ def _server_app(
                 try:
                     result = strategy.start(grid=grid, initial_arrays=initial, num_rounds=rounds,
                                             timeout=timeout, train_config=config,
-                                            evaluate_fn=_stamper(stamps))
+                                            evaluate_fn=round_clock(stamps))
                 finally:
                     if isinstance(strategy, SecureFedAvg):
                         run.reports = strategy.rounds

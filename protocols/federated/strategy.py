@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,19 +45,29 @@ from protocols.federated.records import (
     template_of,
 )
 
-__all__ = ["RoundReport", "SecureFedAvg", "short_reason"]
+__all__ = ["RoundReport", "SecureFedAvg", "round_clock", "short_reason"]
 
 logger = logging.getLogger(__name__)
 
 
 def short_reason(reason: str | None, limit: int = 300) -> str:
     """One readable line from an error reason (Flower's can be a whole remote traceback)."""
-    lines = [line.strip() for line in (reason or "no reason given").splitlines() if line.strip()]
-    named = [line for line in lines if line.split(":", 1)[0].endswith("Error")]
-    text = (named or lines or ["no reason given"])[-1]
-    if "Message:" in text:
-        text = text.split("Message:", 1)[1].strip()
+    lines = [line.strip() for line in (reason or "").splitlines() if line.strip()]
+    text = lines[-1] if lines else "no reason given"
+    if "Message:" in text:  # Ray's wrapper: "... occurred. Message: <reason>'>"
+        text = text.split("Message:", 1)[1].strip().rstrip("'>\"").strip()
     return text[:limit]
+
+
+def round_clock(stamps: list[float]) -> Callable[[int, ArrayRecord], None]:
+    """A server-side ``evaluate_fn`` that only notes the time in ``stamps``: Flower's
+    ``Strategy.start`` calls it before the first round and after each round, so the
+    differences are the rounds' durations (train and evaluate phases)."""
+
+    def stamp(server_round: int, arrays: ArrayRecord) -> None:
+        stamps.append(time.perf_counter())
+
+    return stamp
 
 
 @dataclass
@@ -82,6 +92,9 @@ class SecureFedAvg(FedAvg):
     ``min_clients``: the fewest usable replies a round may aggregate; set it to the
     clients' ``DPSettings.noise_clients``. ``action``: the clients' function to call
     (``train.<action>`` / ``evaluate.<action>``), the one wrapped by ``SecureUpdateMod``.
+    A round waits up to ``connect_timeout`` seconds for ``min_available_nodes`` clients to
+    be connected (Flower's FedAvg would wait for ever), then goes on with those connected
+    if they are at least ``min_clients``, else raises ``PartyError``.
     """
 
     def __init__(
@@ -93,6 +106,7 @@ class SecureFedAvg(FedAvg):
         fraction_train: float = 1.0,
         fraction_evaluate: float = 1.0,
         min_available_nodes: int | None = None,
+        connect_timeout: float = 120.0,
     ) -> None:
         if not (isinstance(min_clients, int) and min_clients >= 1):
             raise pets.DPConfigurationError(
@@ -115,6 +129,8 @@ class SecureFedAvg(FedAvg):
                     "the public part: pass keys.public().to_bytes()"
                 )
         self.min_clients = min_clients
+        self.wanted_nodes = self.min_available_nodes
+        self.connect_timeout = connect_timeout
         self.action = action
         self.template: Template | None = None
         self.last_state: ArrayRecord | None = None
@@ -138,10 +154,31 @@ class SecureFedAvg(FedAvg):
             for m in messages
         ]
 
+    def _wait_for_clients(self, grid: Grid, server_round: int) -> None:
+        """Wait (bounded) for the wanted clients; let FedAvg sample among those connected."""
+        deadline = time.monotonic() + self.connect_timeout
+        while (connected := len(list(grid.get_node_ids()))) < self.wanted_nodes:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+        if connected < self.min_clients:
+            raise pets.PartyError(
+                f"round {server_round}: only {connected} clients connected within "
+                f"{self.connect_timeout:g} s, fewer than min_clients={self.min_clients} (the "
+                "clients' DP noise needs at least that many shares); start more SuperNodes "
+                "(flower-supernode) or allow a longer connect_timeout"
+            )
+        if connected < self.wanted_nodes:
+            logger.warning("round %d: %d of %d clients connected within %g s; going on "
+                           "with them", server_round, connected, self.wanted_nodes,
+                           self.connect_timeout)
+        self.min_available_nodes = max(min(connected, self.wanted_nodes), self.min_clients)
+
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """FedAvg's sampling; the state (or the public initial model) to each sampled client."""
+        self._wait_for_clients(grid, server_round)
         if is_state(arrays):
             self.template = GlobalState.from_record(arrays).template
         else:
@@ -157,6 +194,7 @@ class SecureFedAvg(FedAvg):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """FedAvg's, routed to the clients' protected evaluate function."""
+        self._wait_for_clients(grid, server_round)
         return self._route(super().configure_evaluate(server_round, arrays, config, grid),
                            "evaluate")
 
