@@ -135,4 +135,5 @@ def test_per_sample_product_widening_and_narrowing(shape: tuple[int, int]) -> No
 
 def test_narrow_layers_use_few_diagonals_and_rotations() -> None:
     plan = plan_matvec(576, 10)
-    assert plan.diagonals == 16 and len(plan.steps) == 12  # not 1024 diagonals, 62 rotations
+    assert plan.diagonals == 16 and plan.rotations == 12  # not 1024 diagonals, 62 rotations
+    assert plan.steps == {1, 4, 16, 32, 64, 128, 256, 512}  # keys: 1, the baby size, the folds

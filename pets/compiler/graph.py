@@ -149,9 +149,14 @@ def _graph_module(model: Any) -> tuple[fx.GraphModule, str]:
         assert isinstance(exported, fx.GraphModule)
         return exported.double(), "export"
     if not isinstance(model, nn.Module):
-        raise TypeError(
-            f"compile takes a torch.nn.Module or a torch.export.ExportedProgram, "
-            f"got {type(model).__name__}"
+        what = "a lambda" if getattr(model, "__name__", "") == "<lambda>" else (
+            f"a {type(model).__name__}")
+        hint = (
+            "; wrap the function in a module: class Net(torch.nn.Module): def forward(self, x): "
+            "return f(x)" if callable(model) else ""
+        )
+        raise CompileError(
+            f"compile takes a torch.nn.Module or a torch.export.ExportedProgram, got {what}{hint}"
         )
     mode_dependent = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
     if model.training and any(isinstance(m, mode_dependent) for m in model.modules()):
@@ -177,6 +182,11 @@ def _graph_module(model: Any) -> tuple[fx.GraphModule, str]:
 
 def trace(model: Any, example_input: torch.Tensor) -> TracedModel:
     """Trace ``model`` and run it once on ``example_input`` (float64, eval mode)."""
+    if example_input.numel() == 0 or example_input.shape[0] == 0:
+        raise CompileError(
+            f"example_input is empty (shape {tuple(example_input.shape)}); pass a batch of typical "
+            "inputs (at least one sample): it fixes the input shape and calibrates the ranges"
+        )
     graph_module, source = _graph_module(model)
     graph = graph_module.graph
     issues: list[ModelIssue] = []

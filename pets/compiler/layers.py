@@ -51,6 +51,11 @@ class Layer(ABC):
     def error_bound(self, input_errors: Sequence[float]) -> float:
         """Worst-case output error, given worst-case errors of the inputs (same units)."""
 
+    @abstractmethod
+    def bound(self, input_bounds: Sequence[float]) -> tuple[float, float]:
+        """Sound bounds, from bounds on ``|inputs|``: on ``|output|``, and on every value
+        computed on the way (what a backend that tracks bounds, like CKKS, will track)."""
+
     @property
     def matmul_shapes(self) -> tuple[tuple[int, int], ...]:
         """``(in, out)`` of each plain-matrix product this layer computes."""
@@ -90,6 +95,15 @@ class Affine(Layer):
         out = np.asarray(product) + self.bias
         return out, float(max(np.max(np.abs(product), initial=0.0), np.max(np.abs(out))))
 
+    def bound(self, input_bounds: Sequence[float]) -> tuple[float, float]:
+        products = [
+            b * float(np.max(np.abs(w).sum(axis=0), initial=0.0))
+            for w, b in zip(self.weights, input_bounds, strict=True)
+        ]
+        total = sum(products)
+        out = total + float(np.max(np.abs(self.bias), initial=0.0))
+        return out, max(out, *products)
+
     def error_bound(self, input_errors: Sequence[float]) -> float:
         per_output = sum(
             np.abs(w).sum(axis=0) * e for w, e in zip(self.weights, input_errors, strict=True)
@@ -118,6 +132,10 @@ class Square(Layer):
         out = inputs[0] * inputs[0]
         return out, float(np.max(np.abs(out), initial=0.0))
 
+    def bound(self, input_bounds: Sequence[float]) -> tuple[float, float]:
+        out = input_bounds[0] * input_bounds[0]
+        return out, out
+
     def error_bound(self, input_errors: Sequence[float]) -> float:
         (error,), (size,) = input_errors, self.input_max_abs
         return 2.0 * size * error + error * error
@@ -137,6 +155,10 @@ class Product(Layer):
     def simulate(self, inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
         out = inputs[0] * inputs[1]
         return out, float(np.max(np.abs(out), initial=0.0))
+
+    def bound(self, input_bounds: Sequence[float]) -> tuple[float, float]:
+        out = input_bounds[0] * input_bounds[1]
+        return out, out
 
     def error_bound(self, input_errors: Sequence[float]) -> float:
         (ea, eb), (a, b) = input_errors, self.input_max_abs
@@ -171,6 +193,9 @@ class Polynomial(Layer):
         )
         return out, float(max(terms, np.max(np.abs(out), initial=0.0)))
 
+    def bound(self, input_bounds: Sequence[float]) -> tuple[float, float]:
+        return polynomial_bound(self.coefficients, input_bounds[0])
+
     def error_bound(self, input_errors: Sequence[float]) -> float:
         (error,) = input_errors
         lo, hi = self.interval
@@ -186,3 +211,27 @@ class Polynomial(Layer):
             f"Polynomial degree {a.degree} ~ {a.function} on [{a.interval[0]:.3g}, "
             f"{a.interval[1]:.3g}] ({a.interval_source}), max error {a.max_error:.2e}"
         )
+
+
+def polynomial_bound(coefficients: Sequence[float], x: float) -> tuple[float, float]:
+    """Bounds on ``|p(v)|`` for ``|v| <= x`` and on every value :func:`pets.polynomial.evaluate`
+    computes on the way (its powers ``x^k`` and scaled terms ``c * x^l``).
+
+    >>> polynomial_bound([0.5, 0.0, 0.25], 2.0)
+    (1.5, 4.0)
+    """
+    coeffs = [float(c) for c in coefficients]
+    while len(coeffs) > 1 and coeffs[-1] == 0.0:
+        coeffs.pop()
+    largest = x
+    total = 0.0
+    for k, c in enumerate(coeffs):
+        if k == 0 or c == 0.0:
+            continue
+        high = 1 << (k.bit_length() - 1)
+        low = k - high
+        largest = max(largest, x**k, x**high, abs(c) * x**low if low else 0.0)
+        total += abs(c) * x**k
+        largest = max(largest, total)
+    out = total + abs(coeffs[0])
+    return out, max(largest, out)

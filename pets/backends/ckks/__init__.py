@@ -7,16 +7,24 @@
 [[1.25, 2.0]]
 
 Options (all keywords, all optional): ``depth`` (multiplicative depth; by
-default sized by ``compile`` from the model, else 2), ``poly_modulus_degree``,
-``coeff_mod_bit_sizes``, ``scale_bits``, ``layout`` (default packing:
-``"batched"`` or ``"per_sample"``), ``baby_step`` (BSGS baby-step size).
+default sized by ``compile`` from the model, else 2), ``max_value`` (largest
+``|value|`` the computation must hold; sizes the first prime),
+``poly_modulus_degree``, ``coeff_mod_bit_sizes``, ``scale_bits``, ``layout``
+(``"batched"`` or ``"per_sample"`` for every tensor; by default per-sample for
+up to 16 rows, batched beyond), ``baby_step`` (BSGS baby-step size).
 Keys are made when first needed, for the depth and rotations asked for.
+
+Every tensor carries a bound on its values, tracked through each operation
+(no decryption): an operation whose result could wrap around the modulus
+raises :class:`~pets.errors.ValueRangeError` instead of returning garbage.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,12 +35,14 @@ from pets.backends.ckks import seal_io
 from pets.backends.ckks.arithmetic import Arithmetic
 from pets.backends.ckks.keys import KeySet
 from pets.backends.ckks.layouts import BATCHED, PER_SAMPLE, CKKSData, Packing, as_matrix
-from pets.backends.ckks.matvec import can_stage, plan_matvec, staged_steps
+from pets.backends.ckks.matvec import can_stage, next_power_of_two, plan_matvec, staged_steps
 from pets.backends.ckks.params import CKKSParameters, choose_parameters
 from pets.errors import ParameterError, SerializationError, ValueRangeError
 from pets.registry import register_backend
 
 __all__ = ["CKKSBackend", "CKKSParameters", "choose_parameters"]
+
+AUTO = "auto"
 
 
 def matrix_axes(
@@ -45,7 +55,8 @@ def matrix_axes(
         return [1 if matrix[0] == 1 and matrix[1] == shape[0] else 0] if axes else []
     return []
 
-#: below this many samples a model input is packed per sample (latency), else batched
+
+#: up to this many samples a tensor is packed per sample (latency), else batched
 PER_SAMPLE_MAX_ROWS = 16
 
 
@@ -65,33 +76,62 @@ class CKKSBackend(Backend):
         self,
         *,
         depth: int | None = None,
+        max_value: float | None = None,
         poly_modulus_degree: int | None = None,
         coeff_mod_bit_sizes: Sequence[int] | None = None,
         scale_bits: int | None = None,
-        layout: str = BATCHED,
+        layout: str | None = None,
         baby_step: int | None = None,
         key_id: str | None = None,
     ) -> None:
         super().__init__(key_id=key_id)
-        self._options = {
+        self._options: dict[str, Any] = {
             "poly_modulus_degree": poly_modulus_degree,
             "coeff_mod_bit_sizes": coeff_mod_bit_sizes,
             "scale_bits": scale_bits,
         }
+        if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int)
+                                  or depth < 1):
+            raise ParameterError(f"depth must be an integer >= 1, got {depth!r}")
+        if max_value is not None and not (np.isfinite(max_value) and max_value > 0):
+            raise ParameterError(f"max_value must be a positive number, got {max_value!r}")
         self._depth = depth
-        self._default_layout = self._check_layout(layout)
+        self._fit: dict[str, Any] = {"max_abs": max_value}
+        self._default_layout = AUTO if layout is None else self._check_layout(layout)
         self._baby = baby_step
         self._keys: KeySet | None = None
         self._public_only = False
+        self._warned: set[str] = set()
+        if depth is not None or any(v is not None for v in self._options.values()) or max_value:
+            _ = self.params  # refuse impossible parameters now, not at the first operation
 
-    # ---- keys, made when first needed ---------------------------------------------
+    # ---- identity and keys, made when first needed ---------------------------------------
+
+    @property  # type: ignore[override]
+    def key_id(self) -> str:
+        """The keys' fingerprint: a hash of the parameters and the public key (asking for it
+        makes the keys, as encrypting does; ``repr`` and ``describe`` do not)."""
+        return self.keys.fingerprint
+
+    @key_id.setter
+    def key_id(self, value: str) -> None:
+        self._label = value  # a loaded backend's label; checked against the keys on load
+
+    def __repr__(self) -> str:
+        if self._keys is None:
+            return f"<{type(self).__name__} {self.name} (keys not made yet)>"
+        return super().__repr__()
 
     @property
     def params(self) -> CKKSParameters:
         """The parameters in force (chosen now if no key exists yet)."""
         if self._keys is not None:
             return self._keys.params
-        return choose_parameters(self._depth or 2, **self._options)  # type: ignore[arg-type]
+        return choose_parameters(
+            self._depth or 2, slots=self._fit.get("slots", 1), max_abs=self._fit.get("max_abs"),
+            noise_gain=self._fit.get("noise_gain"), precision=self._fit.get("precision"),
+            **self._options,
+        )
 
     @property
     def keys(self) -> KeySet:
@@ -109,10 +149,24 @@ class CKKSBackend(Backend):
         return not self._public_only and (self._keys is None or self._keys.has_secret_key)
 
     def prepare(self, requirements: Requirements) -> None:
-        """Size depth for ``requirements`` and make the rotation keys its products need."""
+        """Size the parameters for ``requirements`` and make the rotation keys it needs.
+
+        Reads ``depth``, ``max_abs``, the products' shapes and, from ``extra``,
+        ``precision`` and ``noise_gain`` (the scale that meets the precision).
+        """
+        extra = dict(requirements.extra or {})
         if self._keys is None:
             if self._depth is None or self._depth < requirements.depth:
                 self._depth = requirements.depth
+            widths = [max(n, m) for n, m in requirements.matmul_shapes]
+            self._fit = {
+                **self._fit,
+                "max_abs": max(float(requirements.max_abs), self._fit.get("max_abs") or 0.0)
+                or None,
+                "noise_gain": extra.get("noise_gain"),
+                "precision": extra.get("precision"),
+                "slots": min(next_power_of_two(max(widths, default=1)), 16384),
+            }
         elif requirements.depth > self._keys.params.depth:
             raise ParameterError(
                 f"this backend's keys were made for depth {self._keys.params.depth} but the "
@@ -120,14 +174,18 @@ class CKKSBackend(Backend):
                 f"depth={requirements.depth}) or compile the model before encrypting anything"
             )
         max_abs = float(requirements.max_abs)
-        if max_abs > self.params.max_abs_value:
+        params = self.params
+        if max_abs > params.max_abs_value:
             raise ValueRangeError(
-                f"values up to {max_abs:.3g} reach a layer, beyond the "
-                f"{self.params.max_abs_value:.3g} these CKKS parameters hold; rescale the input "
-                "(e.g. standardise it) or pass coeff_mod_bit_sizes with a larger first prime"
+                f"values up to {max_abs:.3g} reach a layer, beyond the {params.max_abs_value:.3g} "
+                "these CKKS parameters hold; "
+                + (f"{self._room_for(max_abs)}, or compile the model before encrypting "
+                   "anything (compile sizes the parameters)"
+                   if self._keys is None or self._options["coeff_mod_bit_sizes"] is None else
+                   "leave coeff_mod_bit_sizes unset so that compile sizes the first prime")
             )
         steps: set[int] = set()
-        slots = self.params.slots
+        slots = params.slots
         for n, m in requirements.matmul_shapes:
             steps |= plan_matvec(n, m, self._baby).steps
         first = requirements.first_product
@@ -143,10 +201,13 @@ class CKKSBackend(Backend):
 
     def choose_layout(self, rows: int) -> str:
         """Per-sample packing for a few samples (latency), batched beyond (throughput)."""
+        if self._default_layout != AUTO:
+            return self._default_layout
         return PER_SAMPLE if rows <= PER_SAMPLE_MAX_ROWS else BATCHED
 
     def public(self) -> CKKSBackend:
-        copy = CKKSBackend(layout=self._default_layout, baby_step=self._baby, key_id=self.key_id)
+        copy = CKKSBackend(layout=None if self._default_layout == AUTO else self._default_layout,
+                           baby_step=self._baby, key_id=self.key_id)
         copy._keys = self.keys.public()
         copy._public_only = True
         return copy
@@ -154,10 +215,46 @@ class CKKSBackend(Backend):
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"backend": self.name, **self.params.describe()}
         info["rotation_steps"] = sorted(self._keys.steps) if self._keys else []
-        info["has_secret_key"] = self.has_secret_key if self._keys else True
+        info["has_secret_key"] = self.has_secret_key
         return info
 
+    # ---- bounds ---------------------------------------------------------------------------
+
+    def _bounded(self, data: CKKSData, bound: float, what: str, *sources: CKKSData) -> CKKSData:
+        """``data`` with ``bound``, refused if values that large could have wrapped around;
+        ``sources`` are the operands (whether any came from bytes carries over)."""
+        level = self._packing.arith.level(data.flat()[0])
+        effective = bound * data.occupancy(self.params.slots)
+        if not effective <= level.capacity:  # also catches nan
+            fix = self._room_for(bound * 4)
+            raise ValueRangeError(
+                f"the values of this {what} may reach {bound:.3g} (a bound pets tracks through "
+                f"each operation), beyond the {level.capacity:.3g} a ciphertext holds at this "
+                f"level before it wraps around into garbage; scale the data down, or {fix}"
+            )
+        loaded = data.loaded or any(source.loaded for source in sources)
+        return replace(data, bound=float(bound), loaded=loaded)
+
+    def _room_for(self, value: float) -> str:
+        """The backend options that hold ``|values| <= value``, checked to exist."""
+        depth = self.params.depth
+        try:
+            choose_parameters(depth, max_abs=value)
+        except (ParameterError, ValueRangeError):
+            return "values this large cannot be held at a useful precision at any secure size"
+        return (f"create the backend with room for them: pets.backend('ckks', depth={depth}, "
+                f"max_value={value:.3g})")
+
+    def assume_bound(self, data: CKKSData, bound: float) -> CKKSData:
+        """``data`` with its bound tightened to ``bound`` (a compiled model's calibrated range)."""
+        return replace(data, bound=min(data.bound, float(bound)))
+
     # ---- primitives ----------------------------------------------------------------
+
+    def _check_layout(self, layout: str | None) -> str:
+        if layout == AUTO:
+            return AUTO
+        return super()._check_layout(layout)
 
     def _encrypt(
         self, array: np.ndarray | None, *, src: int | None, layout: str,
@@ -166,6 +263,10 @@ class CKKSBackend(Backend):
         """A model's per-sample input (``requirements`` given) is staged for its first product."""
         assert array is not None  # one key holder: it always holds the data
         matrix = as_matrix(array)
+        if layout == AUTO:
+            layout = self.choose_layout(matrix.shape[0])
+            if layout == PER_SAMPLE and next_power_of_two(matrix.shape[1]) > self.params.slots:
+                layout = BATCHED
         self._check_range(matrix)
         first = None if requirements is None else requirements.first_product
         return self._packing.encrypt(matrix, layout, first)
@@ -176,37 +277,60 @@ class CKKSBackend(Backend):
         if largest > limit:
             raise ValueRangeError(
                 f"|values| up to {largest:.3g} exceed {limit:.3g}, the largest these CKKS "
-                "parameters keep precisely; scale the data down (e.g. standardise it) or pass "
-                "coeff_mod_bit_sizes with a larger first prime"
+                "parameters keep precisely; scale the data down (e.g. standardise it), or "
+                f"{self._room_for(largest)}"
             )
 
     def _decrypt(self, native: CKKSData, *, to: int | None) -> np.ndarray:
-        return self._packing.decrypt(native)
+        values = self._packing.decrypt(native)
+        largest = float(np.max(np.abs(values), initial=0.0))
+        if largest > 4.0 * native.bound + 1.0:
+            found = (f"decrypted values reach {largest:.3g}, far beyond the bound "
+                     f"{native.bound:.3g} tracked for this tensor")
+            if native.loaded:
+                raise SerializationError(
+                    f"{found}: its ciphertexts were encrypted under other keys and relabelled, "
+                    "or damaged; decrypt only what these keys encrypted"
+                )
+            raise ValueRangeError(
+                f"{found}: a compiled model's input lay outside the range it was calibrated "
+                "for, so values left the ranges its layers vouch for; encrypt model inputs "
+                "with model.encrypt(x), which checks their range"
+            )
+        return values
 
     def add(self, a: CKKSData, b: CKKSData) -> CKKSData:
-        return self._packing.map_pairs(a, b, self._packing.arith.add)
+        out = self._packing.map_pairs(a, b, self._packing.arith.add)
+        return self._bounded(out, a.bound + b.bound, "addition", a, b)
 
     def add_plain(self, a: CKKSData, plain: np.ndarray) -> CKKSData:
-        return self._packing.map_plain(a, plain, self._packing.arith.add_plain)
+        out = self._packing.map_plain(a, plain, self._packing.arith.add_plain)
+        return self._bounded(out, a.bound + _largest(plain), "addition", a)
 
     def multiply(self, a: CKKSData, b: CKKSData) -> CKKSData:
-        return self._packing.map_pairs(a, b, self._packing.arith.multiply)
+        out = self._packing.map_pairs(a, b, self._packing.arith.multiply)
+        return self._bounded(out, a.bound * b.bound, "multiplication", a, b)
 
     def multiply_plain(self, a: CKKSData, plain: np.ndarray) -> CKKSData:
-        return self._packing.map_plain(a, plain, self._packing.arith.multiply_plain)
+        out = self._packing.map_plain(a, plain, self._packing.arith.multiply_plain)
+        return self._bounded(out, a.bound * _largest(plain), "multiplication", a)
 
     def negate(self, a: CKKSData) -> CKKSData:
         arith = self._packing.arith
-        return CKKSData(a.layout, a.rows, a.cols,
-                        tuple(tuple(arith.negate(ct) for ct in g) for g in a.cts), a.replicated)
+        return replace(a, cts=tuple(tuple(arith.negate(ct) for ct in g) for g in a.cts))
 
     def matmul_plain(self, a: CKKSData, matrix: np.ndarray) -> CKKSData:
-        return self._packing.matmul(a, matrix)
+        out = self._packing.matmul(a, matrix)
+        column_sums = np.abs(matrix).sum(axis=0)
+        return self._bounded(out, a.bound * float(np.max(column_sums, initial=0.0)),
+                             "matrix product", a)
 
     def sum(self, a: CKKSData, axes: tuple[int, ...], shape: tuple[int, ...]) -> CKKSData:
+        bound, source = a.bound, a
         for axis in matrix_axes(shape, (a.rows, a.cols), axes):
+            bound *= a.rows if axis == 0 else a.cols
             a = self._packing.sum_rows(a) if axis == 0 else self._packing.sum_cols(a)
-        return a
+        return self._bounded(a, bound, "sum", source)
 
     def plain_view(self, plain: np.ndarray, shape: tuple[int, ...], native: CKKSData) -> np.ndarray:
         if as_matrix(np.empty(shape)).shape == (native.rows, native.cols):
@@ -229,11 +353,13 @@ class CKKSBackend(Backend):
         return a
 
     def take(self, a: CKKSData, index: Any, shape: tuple[int, ...]) -> CKKSData:
-        return self._packing.take(a, index, shape)
+        return replace(self._packing.take(a, index, shape), bound=a.bound)
 
     def concat(self, natives: Sequence[CKKSData], axis: int,
                shapes: Sequence[tuple[int, ...]]) -> CKKSData:
-        return self._packing.concat(list(natives), axis, list(shapes))
+        out = self._packing.concat(list(natives), axis, list(shapes))
+        return replace(out, bound=max(n.bound for n in natives),
+                       loaded=any(n.loaded for n in natives))
 
     def layout_of(self, a: CKKSData) -> str:
         return a.layout
@@ -246,8 +372,8 @@ class CKKSBackend(Backend):
     def _dump_tensor(self, a: CKKSData) -> tuple[dict[str, Any], list[bytes]]:
         meta = {"layout": a.layout, "rows": a.rows, "cols": a.cols,
                 "groups": [len(g) for g in a.cts], "replicated": a.replicated,
-                "staged_for": a.staged_for}
-        return meta, [seal_io.dump(ct) for ct in a.flat()]
+                "staged_for": a.staged_for, "bound": a.bound}
+        return meta, [seal_io.dump(ct, "a ciphertext") for ct in a.flat()]
 
     def _load_tensor(self, meta: dict[str, Any], blobs: list[bytes]) -> CKKSData:
         try:
@@ -256,9 +382,12 @@ class CKKSBackend(Backend):
             replicated = bool(meta["replicated"])
             staged = meta.get("staged_for")
             staged_for = None if staged is None else (int(staged[0]), int(staged[1]))
-        except (KeyError, TypeError, ValueError) as exc:
+            bound = float(meta.get("bound", self.params.max_abs_value))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise SerializationError(f"CKKS tensor bytes have a malformed header: {exc}") from exc
         slots = self.params.slots
+        if rows < 1 or cols < 1:
+            raise SerializationError(f"CKKS tensor bytes announce a {rows}x{cols} tensor")
         expected = (
             [cols] * (-(-rows // slots)) if layout == BATCHED else [1] * rows
         )
@@ -267,55 +396,120 @@ class CKKSBackend(Backend):
                 f"CKKS tensor bytes hold {len(blobs)} ciphertexts in groups {groups[:4]}..., "
                 f"which does not match a {layout} {rows}x{cols} tensor; they are corrupted"
             )
+        if staged_for is not None and (layout != PER_SAMPLE or staged_for[0] != cols
+                                       or not can_stage(*staged_for, slots)):
+            raise SerializationError(
+                f"CKKS tensor bytes say they are staged for a {staged_for} product, which a "
+                f"{layout} {rows}x{cols} tensor cannot be; they are corrupted or forged"
+            )
+        if not (math.isfinite(bound) and bound >= 0):
+            raise SerializationError(f"CKKS tensor bytes carry an invalid value bound {bound!r}")
         cts = []
         it = iter(blobs)
+        arith = self._packing.arith
         for size in groups:
             group = []
             for _ in range(size):
                 ct = seal_io.load(Ciphertext(), self.keys.seal, next(it), "a ciphertext")
-                if ct.poly_modulus_degree() != self.params.poly_modulus_degree or ct.size() != 2:
-                    raise SerializationError(
-                        "a ciphertext does not match this backend's parameters"
-                    )
+                self._check_ciphertext(ct)
                 group.append(ct)
             cts.append(tuple(group))
-        levels = {self._packing.arith.level(ct).index for g in cts for ct in g}
+        levels = {arith.level(ct).index for g in cts for ct in g}
         if len(levels) > 1:
             raise SerializationError("the ciphertexts of one tensor are at different levels")
-        return CKKSData(layout, rows, cols, tuple(cts), replicated, staged_for)
+        data = CKKSData(layout, rows, cols, tuple(cts), replicated, staged_for, loaded=True)
+        try:
+            return self._bounded(data, bound, "tensor")
+        except ValueRangeError as exc:
+            raise SerializationError(
+                f"CKKS tensor bytes claim values up to {bound:.3g}, more than their level "
+                "holds; they are corrupted or forged"
+            ) from exc
+
+    def _check_ciphertext(self, ct: Any) -> None:
+        """Refuse a ciphertext whose metadata contradicts these keys (size, form, scale)."""
+        params = self.params
+        if (ct.poly_modulus_degree() != params.poly_modulus_degree or ct.size() != 2
+                or not ct.is_ntt_form()):
+            raise SerializationError("a ciphertext does not match this backend's parameters")
+        level = self._packing.arith.level(ct)
+        if not abs(ct.scale / level.scale - 1.0) < 1e-9:
+            raise SerializationError(
+                f"a ciphertext's scale (2**{math.log2(ct.scale):.2f}) is not the scale of its "
+                f"level (2**{math.log2(level.scale):.2f}) under these keys; it was made under "
+                "other parameters, or its metadata was forged"
+            )
 
     def _dump_keys(self, *, include_secret_key: bool) -> tuple[dict[str, Any], list[bytes]]:
         params = self.params
-        context, galois = self.keys.dump(include_secret_key=include_secret_key)
+        keys = self.keys
         meta = {
             "poly_modulus_degree": params.poly_modulus_degree,
             "coeff_mod_bit_sizes": list(params.coeff_mod_bit_sizes),
             "scale_bits": params.scale_bits,
-            "steps": sorted(self.keys.steps),
+            "notes": list(params.notes),
+            "steps": sorted(keys.steps),
             "layout": self._default_layout,
             "baby_step": self._baby,
             "secret": bool(include_secret_key and self.has_secret_key),
         }
-        return meta, [context, galois]
+        return meta, keys.dump(include_secret_key=include_secret_key and self.has_secret_key)
 
     @classmethod
     def _load_keys(cls, key_id: str, meta: dict[str, Any], blobs: list[bytes]) -> Backend:
         try:
+            sizes = tuple(int(b) for b in meta["coeff_mod_bit_sizes"])
             params = CKKSParameters(
-                int(meta["poly_modulus_degree"]),
-                tuple(int(b) for b in meta["coeff_mod_bit_sizes"]),
-                int(meta["scale_bits"]),
+                int(meta["poly_modulus_degree"]), sizes, int(meta["scale_bits"]),
+                tuple(str(n) for n in meta.get("notes", ())),
             )
             steps = frozenset(int(s) for s in meta["steps"])
-            context_blob, galois_blob = blobs
             layout = str(meta["layout"])
             baby = None if meta["baby_step"] is None else int(meta["baby_step"])
+            secret = bool(meta["secret"])
         except (KeyError, TypeError, ValueError) as exc:
             raise SerializationError(f"CKKS key bytes have a malformed header: {exc}") from exc
-        choose_parameters(params.depth, poly_modulus_degree=params.poly_modulus_degree,
-                          coeff_mod_bit_sizes=params.coeff_mod_bit_sizes,
-                          scale_bits=params.scale_bits)  # re-check security before loading
-        backend = cls(layout=layout, baby_step=baby, key_id=key_id)
-        backend._keys = KeySet.load(params, context_blob, galois_blob, steps)
-        backend._public_only = not backend._keys.has_secret_key
+        if len(blobs) != (4 if secret else 3):
+            raise SerializationError(
+                f"CKKS key bytes hold {len(blobs)} parts where their header announces "
+                f"{4 if secret else 3}; they are corrupted or forged"
+            )
+        if layout not in (AUTO, *cls.layouts) or (baby is not None and baby < 1):
+            raise SerializationError(f"CKKS key bytes name an unknown layout {layout!r}")
+        if len(sizes) > 64 or len(steps) > 4096:
+            raise SerializationError("CKKS key bytes announce absurd parameters")
+        try:  # re-check security before any key is parsed
+            choose_parameters(params.depth, poly_modulus_degree=params.poly_modulus_degree,
+                              coeff_mod_bit_sizes=params.coeff_mod_bit_sizes,
+                              scale_bits=params.scale_bits)
+        except (ParameterError, IndexError) as exc:
+            raise SerializationError(f"CKKS key bytes hold unusable parameters: {exc}") from exc
+        keys = KeySet.load(params, blobs, steps)
+        if keys.fingerprint != key_id:
+            raise SerializationError(
+                f"CKKS key bytes are labelled {key_id!r} but their parameters and public key "
+                f"hash to {keys.fingerprint!r}; they were relabelled, forged or corrupted"
+            )
+        if keys.has_secret_key:
+            _check_key_pair(keys)
+        backend = cls(layout=None if layout == AUTO else layout, baby_step=baby, key_id=key_id)
+        backend._keys = keys
+        backend._public_only = not keys.has_secret_key
         return backend
+
+
+def _largest(plain: np.ndarray) -> float:
+    return float(np.max(np.abs(plain), initial=0.0))
+
+
+def _check_key_pair(keys: KeySet) -> None:
+    """Refuse a secret key that does not decrypt what its public key encrypts."""
+    arith = Arithmetic(keys)
+    probe = np.linspace(-1.0, 1.0, 8)
+    got = arith.decrypt(arith.encrypt(probe))[:8]
+    if not np.allclose(got, probe, atol=1e-3):
+        raise SerializationError(
+            "the CKKS secret key does not belong to the public key it travels with; the key "
+            "bytes are corrupted or forged"
+        )
+

@@ -14,7 +14,7 @@ import numpy as np
 import tenseal.sealapi as sealapi
 
 from pets.backends.ckks.keys import KeySet, Level
-from pets.errors import DepthExhaustedError
+from pets.errors import DepthExhaustedError, MissingKeyError, ValueRangeError
 
 __all__ = ["Arithmetic"]
 
@@ -77,18 +77,33 @@ class Arithmetic:
 
     def encode(self, values: np.ndarray, level: Level, scale: float | None = None) -> Plaintext:
         plain = self._sealapi.Plaintext()
-        self.keys.encoder.encode(
-            np.asarray(values, dtype=np.float64).tolist(),
-            level.parms_id,
-            level.scale if scale is None else scale,
-            plain,
-        )
+        try:
+            self.keys.encoder.encode(
+                np.asarray(values, dtype=np.float64).tolist(),
+                level.parms_id,
+                level.scale if scale is None else scale,
+                plain,
+            )
+        except (ValueError, RuntimeError) as exc:  # "encoded values are too large"
+            raise self._too_large(values, level) from exc
         return plain
 
     def encode_scalar(self, value: float, level: Level, scale: float) -> Plaintext:
         plain = self._sealapi.Plaintext()
-        self.keys.encoder.encode(float(value), level.parms_id, scale, plain)
+        try:
+            self.keys.encoder.encode(float(value), level.parms_id, scale, plain)
+        except (ValueError, RuntimeError) as exc:
+            raise self._too_large(np.array([value]), level) from exc
         return plain
+
+    def _too_large(self, values: np.ndarray | float, level: Level) -> ValueRangeError:
+        largest = float(np.max(np.abs(values), initial=0.0))
+        return ValueRangeError(
+            f"a plain operand of up to {largest:.3g} is too large to encode at this level of "
+            f"the chain (it holds |values| up to {level.capacity:.3g}); scale it down, or "
+            "create the backend with room for it: pets.backend('ckks', depth="
+            f"{self.keys.params.depth}, max_value={4 * largest:.3g})"
+        )
 
     def factor_scale(self, ct: Ciphertext) -> float:
         """Scale to encode a plain factor at so that ``ct * factor`` rescales canonically."""
@@ -190,14 +205,53 @@ class Arithmetic:
         return acc
 
     def rotate(self, ct: Ciphertext, step: int) -> Ciphertext:
-        """Left rotation of the slot vector by ``step`` (keys made on demand)."""
+        """Left rotation of the slot vector by ``step``.
+
+        The key holder makes a missing rotation key on demand; a public key set
+        composes the rotation from the keys it has (e.g. 12 as 8 then 4).
+        """
         step %= self.keys.params.slots
         if step == 0:
             return ct
-        self.keys.ensure_rotations({step})
-        out = self._sealapi.Ciphertext()
-        self.ev.rotate_vector(ct, step, self.keys.galois, out)
-        return out
+        for part in self.rotation_path(step):
+            out = self._sealapi.Ciphertext()
+            self.ev.rotate_vector(ct, part, self.keys.galois, out)
+            ct = out
+        return ct
+
+    def rotation_path(self, step: int) -> list[int]:
+        """Steps with keys whose rotations add up to ``step`` (one step if its key exists)."""
+        keys = self.keys
+        step %= keys.params.slots
+        if step in keys.steps:
+            return [step]
+        if keys.has_secret_key:
+            keys.ensure_rotations({step})
+            return [step]
+        path, remaining = [], step
+        for available in sorted(keys.steps, reverse=True):
+            while available <= remaining:
+                path.append(available)
+                remaining -= available
+        if remaining:
+            keys.ensure_rotations({step})  # raises MissingKeyError naming the step
+        return path
+
+    def require_rotations(self, steps: set[int]) -> None:
+        """Raise :class:`MissingKeyError` now, naming every step of ``steps`` that can be
+        neither done with a key nor composed from the keys held."""
+        keys = self.keys
+        if keys.has_secret_key:
+            keys.ensure_rotations(steps)
+            return
+        missing = set()
+        for step in steps:
+            try:
+                self.rotation_path(step)
+            except MissingKeyError:
+                missing.add(step)
+        if missing:
+            keys.ensure_rotations(missing)
 
     def sum_slots(self, ct: Ciphertext, period: int) -> Ciphertext:
         """Every slot gets the sum of the ``period`` slots starting at it (log2 rotations)."""
@@ -205,6 +259,11 @@ class Arithmetic:
 
     def sum_slots_by(self, ct: Ciphertext, stride: int, span: int) -> Ciphertext:
         """Every slot gets the sum of the ``span / stride`` slots ``stride`` apart from it."""
+        steps, step = set(), stride
+        while step < span:
+            steps.add(step)
+            step *= 2
+        self.require_rotations(steps)  # make missing keys at once, not one at a time
         step = stride
         while step < span:
             rotated = self.rotate(ct, step)

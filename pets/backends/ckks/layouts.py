@@ -44,6 +44,11 @@ class CKKSData:
     row 0 (after a sum over samples), so unused slots are not zero.
     ``staged_for`` marks per-sample input laid out for its first product
     (:func:`~pets.backends.ckks.matvec.stage`): only that product may follow.
+    ``bound`` is an upper bound on every ``|value|`` it holds, tracked through each
+    operation without decrypting, so an operation whose result could wrap around
+    the modulus is refused instead of returning garbage; ``loaded`` says the data
+    came from bytes (so a decryption far beyond the bound means foreign or damaged
+    ciphertexts, not an input outside a model's range).
     """
 
     layout: str
@@ -52,9 +57,19 @@ class CKKSData:
     cts: tuple[tuple[Any, ...], ...]
     replicated: bool = False
     staged_for: tuple[int, int] | None = None
+    bound: float = 0.0
+    #: made from bytes (or from an operation on such data), not encrypted here
+    loaded: bool = False
 
     def flat(self) -> list[Any]:
         return [ct for group in self.cts for ct in group]
+
+    def occupancy(self, slots: int) -> float:
+        """Share of slots that may be non-zero: a polynomial's coefficients are at most
+        ``(2 / N) * sum |slot values|``, so sparse ciphertexts hold larger values."""
+        if self.layout == BATCHED and not self.replicated:
+            return min(self.rows, slots) / slots
+        return 1.0
 
 
 class Packing:
@@ -93,11 +108,12 @@ class Packing:
                 first_product: tuple[int, int] | None = None) -> CKKSData:
         rows, cols = matrix.shape
         self.check_fits(layout, cols)
+        largest = float(np.max(np.abs(matrix), initial=0.0))
         if (layout == PER_SAMPLE and first_product is not None and first_product[0] == cols
                 and can_stage(*first_product, self.slots)):
             n, m = first_product
             cts = tuple((self.arith.encrypt(stage(row, n, m, self.slots)),) for row in matrix)
-            return CKKSData(layout, rows, cols, cts, staged_for=(n, m))
+            return CKKSData(layout, rows, cols, cts, staged_for=(n, m), bound=largest)
         if layout == BATCHED:
             cts = tuple(
                 tuple(
@@ -108,7 +124,7 @@ class Packing:
             )
         else:
             cts = tuple((self.arith.encrypt(self._replicated_row(row)),) for row in matrix)
-        return CKKSData(layout, rows, cols, cts)
+        return CKKSData(layout, rows, cols, cts, bound=largest)
 
     def decrypt(self, data: CKKSData) -> np.ndarray:
         if data.layout == BATCHED:
@@ -185,7 +201,7 @@ class Packing:
         whole_rows, whole_cols = len(rows) == a.rows, len(cols) == a.cols
         if a.layout == PER_SAMPLE and whole_cols:
             return replace(a, rows=len(rows), cts=tuple(a.cts[r] for r in rows))
-        in_order = bool(np.all(rows == np.arange(a.rows)))
+        in_order = len(rows) == a.rows and bool(np.all(rows == np.arange(a.rows)))
         if a.layout == BATCHED and whole_rows and (a.replicated or in_order):
             cts = tuple(tuple(chunk[c] for c in cols) for chunk in a.cts)
             return replace(a, cols=len(cols), cts=cts)
@@ -220,9 +236,9 @@ class Packing:
             return CKKSData(PER_SAMPLE, sum(p.rows for p in parts), first.cols,
                             tuple((ct,) for ct in flat))
         raise UnsupportedOperationError(
-            f"the ckks backend joins batched tensors by columns (axis 1) and per_sample tensors "
-            f"by rows (axis 0) only, not {first.layout} tensors along axis {axis}; encrypt the "
-            "blocks with the other layout, or join the plain data before encrypting"
+            f"the ckks backend cannot join {first.layout} tensors along axis {axis}: it joins "
+            "batched tensors by columns (axis 1) and per_sample tensors by rows (axis 0) only; "
+            "encrypt the blocks with the other layout, or join the plain data before encrypting"
         )
 
     # ---- reductions and products -------------------------------------------------

@@ -16,7 +16,8 @@ partial sums (Halevi-Shoup with BSGS):
 
     z = sum_j rot( sum_i rot(diag_{gj+i}, -gj) * rot(x, i), gj )
 
-The rotated diagonals are plaintexts made once per (matrix, level) and cached.
+The rotated diagonals are plaintexts made once per (matrix, level) and kept in a
+bounded LRU cache (:mod:`.plaincache`).
 
 **Staged input** (the first product of a model). The client can lay out its
 own sample any way it likes for free, so for the first product it puts
@@ -29,7 +30,6 @@ for a 64 x 32 layer at N=8192.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from pets.backends.ckks.arithmetic import Arithmetic, negligible
+from pets.backends.ckks.plaincache import PlaintextCache, matrix_key
 
 __all__ = ["MatVecPlan", "next_power_of_two", "plan_matvec"]
 
@@ -71,9 +72,16 @@ class MatVecPlan:
 
     @property
     def steps(self) -> set[int]:
-        baby = set(range(1, self.baby))
-        giant = {self.baby * j for j in range(1, self.giant)}
-        return baby | giant | set(self.folds)
+        """Rotation keys used: 1 (baby steps, one after another), the baby-step size
+        (giant steps, Horner style) and the folds."""
+        return ({1} if self.baby > 1 else set()) | ({self.baby} if self.giant > 1 else set()) | (
+            set(self.folds)
+        )
+
+    @property
+    def rotations(self) -> int:
+        """Rotations one product takes (at most: all-zero diagonal rows are skipped)."""
+        return self.baby - 1 + self.giant - 1 + len(self.folds)
 
 
 def plan_matvec(n: int, m: int, baby: int | None = None) -> MatVecPlan:
@@ -109,54 +117,60 @@ def stage(row: np.ndarray, n: int, m: int, slots: int) -> np.ndarray:
 
 
 class MatVec:
-    """Per-sample ``x @ W`` for one key set, caching encoded diagonals."""
+    """Per-sample ``x @ W`` for one key set, caching encoded diagonals (bounded LRU)."""
 
-    def __init__(self, arithmetic: Arithmetic, slots: int, baby: int | None = None) -> None:
+    def __init__(self, arithmetic: Arithmetic, slots: int, baby: int | None = None,
+                 cache: PlaintextCache | None = None) -> None:
         self.arith = arithmetic
         self.slots = slots
         self.baby = baby
-        self._cache: dict[tuple[str, int, float], list[list[Any]]] = {}
+        self.cache = cache if cache is not None else PlaintextCache()
 
     def plan(self, n: int, m: int) -> MatVecPlan:
         return plan_matvec(n, m, self.baby)
 
+    def _plaintext_bytes(self, level: Any, count: int) -> int:
+        return count * 2 * self.slots * (level.index + 1) * 8
+
     def _diagonals(self, matrix: np.ndarray, plan: MatVecPlan, ct: Any) -> list[list[Any]]:
         level = self.arith.level(ct)
         scale = self.arith.factor_scale(ct)
-        key = (hashlib.sha1(matrix.tobytes() + str(matrix.shape).encode()).hexdigest(),
-               level.index, scale)
-        if key in self._cache:
-            return self._cache[key]
-        s = np.arange(self.slots)
-        padded = np.zeros((plan.period_in, plan.period_out))
-        padded[: plan.n, : plan.m] = matrix
-        col = s % plan.period_out
-        blocks: list[list[Any]] = []
-        for j in range(plan.giant):
-            row: list[Any] = []
-            for i in range(plan.baby):
-                k = plan.baby * j + i
-                diag = padded[(s + k) % plan.period_in, col]
-                shifted = np.roll(diag, plan.baby * j)  # rot(diag, -g*j)
-                row.append(
-                    None if negligible(shifted, scale)
-                    else self.arith.encode(shifted, level, scale)
-                )
-            blocks.append(row)
-        if len(self._cache) > 64:
-            self._cache.clear()
-        self._cache[key] = blocks
-        return blocks
+        key, guard = matrix_key(matrix)
+
+        def make() -> list[list[Any]]:
+            s = np.arange(self.slots)
+            padded = np.zeros((plan.period_in, plan.period_out))
+            padded[: plan.n, : plan.m] = matrix
+            col = s % plan.period_out
+            blocks: list[list[Any]] = []
+            for j in range(plan.giant):
+                row: list[Any] = []
+                for i in range(plan.baby):
+                    k = plan.baby * j + i
+                    diag = padded[(s + k) % plan.period_in, col]
+                    shifted = np.roll(diag, plan.baby * j)  # rot(diag, -g*j)
+                    row.append(
+                        None if negligible(shifted, scale)
+                        else self.arith.encode(shifted, level, scale)
+                    )
+                blocks.append(row)
+            return blocks
+
+        return self.cache.get_or_make(  # type: ignore[no-any-return]
+            ("bsgs", key, plan.baby, level.index, scale), guard, make,
+            self._plaintext_bytes(level, plan.diagonals),
+        )
 
     def apply_staged(self, ct: Any, matrix: np.ndarray) -> Any:
         """``x @ matrix`` for a ciphertext laid out by :func:`stage`: one product, log rotations."""
         plan = self.plan(*matrix.shape)
         d = plan.d
-        self.arith.keys.ensure_rotations(staged_steps(d, self.slots))
+        self.arith.require_rotations(staged_steps(d, self.slots))
         level = self.arith.level(ct)
         scale = self.arith.factor_scale(ct)
-        key = (hashlib.sha1(matrix.tobytes() + b"staged").hexdigest(), level.index, scale)
-        if key not in self._cache:
+        key, guard = matrix_key(matrix)
+
+        def make() -> Any:
             padded = np.zeros((d, plan.period_out))
             padded[: plan.n, : plan.m] = matrix
             s = np.arange(d)
@@ -164,36 +178,52 @@ class MatVec:
             diagonals[: d * d] = np.concatenate(
                 [padded[(s + b) % d, s % plan.period_out] for b in range(d)]
             )
-            self._cache[key] = [[self.arith.encode(diagonals, level, scale)]]
-        out = self.arith.multiply_encoded(ct, self._cache[key][0][0], rescale=False)
+            return self.arith.encode(diagonals, level, scale)
+
+        plain = self.cache.get_or_make(("staged", key, level.index, scale), guard, make,
+                                       self._plaintext_bytes(level, 1))
+        out = self.arith.multiply_encoded(ct, plain, rescale=False)
         out = self.arith.sum_slots_by(out, d, self.slots)
         self.arith.ev.rescale_to_next_inplace(out)
         return out
 
     def apply(self, ct: Any, matrix: np.ndarray) -> Any:
-        """``x @ matrix`` for one per-sample ciphertext; output period ``p_out``."""
+        """``x @ matrix`` for one per-sample ciphertext; output period ``p_out``.
+
+        Baby steps rotate by 1 one after another, and the giant steps are summed
+        Horner-style, each partial sum rotated by the baby-step size: the same number
+        of rotations as rotating each term by its own step, with two rotation keys
+        instead of ``baby + giant`` (see :attr:`MatVecPlan.steps`).
+        """
         plan = self.plan(*matrix.shape)
-        self.arith.keys.ensure_rotations(plan.steps)  # all at once: one clear error if missing
+        self.arith.require_rotations(plan.steps)  # one clear error naming every missing key
         diagonals = self._diagonals(matrix, plan, ct)
-        baby = [ct] + [self.arith.rotate(ct, i) for i in range(1, plan.baby)]
-        partials = []
-        for j, row in enumerate(diagonals):
+        used = [i for i in range(plan.baby) if any(row[i] is not None for row in diagonals)]
+        baby: dict[int, Any] = {0: ct}
+        current = ct
+        for i in range(1, max(used, default=0) + 1):
+            current = self.arith.rotate(current, 1)
+            baby[i] = current
+        inner: list[Any] = []
+        for row in diagonals:
             terms = [
                 self.arith.multiply_encoded(baby[i], plain, rescale=False)
                 for i, plain in enumerate(row)
                 if plain is not None
             ]
-            if not terms:
-                continue
-            inner = terms[0]
+            total = terms[0] if terms else None
             for term in terms[1:]:
-                self.arith.ev.add_inplace(inner, term)
-            partials.append(self.arith.rotate(inner, plan.baby * j))
-        if not partials:
+                self.arith.ev.add_inplace(total, term)
+            inner.append(total)
+        while inner and inner[-1] is None:
+            inner.pop()
+        if not inner:
             return None
-        out = partials[0]
-        for part in partials[1:]:
-            self.arith.ev.add_inplace(out, part)
+        out = inner[-1]
+        for part in reversed(inner[:-1]):  # sum_j rot(inner_j, g*j), Horner style
+            out = self.arith.rotate(out, plan.baby)
+            if part is not None:
+                self.arith.ev.add_inplace(out, part)
         self.arith.ev.rescale_to_next_inplace(out)
         for stride in plan.folds:  # narrowing layer: add up the d / p_out partial outputs
             out = self.arith.add(out, self.arith.rotate(out, stride))
