@@ -94,8 +94,9 @@ def train(
     for _ in range(epochs):
         order = rng.permutation(len(y))
         losses = []
-        for start in range(0, len(y), batch_size):
-            batch = order[start : start + batch_size]
+        # nearly equal batches: a last batch of one or two records would take a step as
+        # large as a full batch's on a noisy gradient, and throw the model off
+        for batch in np.array_split(order, max(1, round(len(y) / batch_size))):
             outputs = _forward(weights, x[batch])
             logits = outputs[-1] - outputs[-1].max(axis=1, keepdims=True)
             probs = np.exp(logits)
