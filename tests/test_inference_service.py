@@ -33,7 +33,7 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, o
 def server(model_files: tuple[Path, Path, object]) -> Iterator[Server]:
     path, example, _ = model_files
     with running_server(str(path), "--example", str(example), "--max-sessions", "4",
-                        "--max-rows", "64", "--workers", "2") as running:
+                        "--max-rows", "64", "--workers", "1") as running:
         yield running
 
 
@@ -200,12 +200,15 @@ def test_serving_a_torch_save_file_says_how_to_make_a_pt2(tmp_path: Path) -> Non
 def test_an_approximated_activation_needs_calibration_inputs(tmp_path: Path) -> None:
     import torch
 
+    from protocols.service import ExportedModel, ServiceConfig
+    from protocols.service.app import describe_model
+
     net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
     torch.export.save(torch.export.export(net.eval(), (torch.randn(8, 4),)), tmp_path / "r.pt2")
-    result = subprocess.run([sys.executable, "-m", "pets", "serve", str(tmp_path / "r.pt2"),
-                             "--port", "0"], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert result.returncode == 2
-    assert result.stderr.splitlines()[-1] == (
-        "pets: CompileError: the model approximates relu by a polynomial over a range "
-        "calibrated on typical inputs; pass them: pets serve MODEL --example inputs.npy"
-    )
+    with pytest.raises(pets.CompileError, match=re.escape(
+        "the model approximates relu by a polynomial over a range calibrated on typical "
+        "inputs; pass them: pets serve MODEL --example inputs.npy"
+    )):
+        describe_model(ExportedModel(tmp_path / "r.pt2"), ServiceConfig())
+    calibrated = ExportedModel(tmp_path / "r.pt2", np.random.default_rng(0).normal(size=(64, 4)))
+    assert describe_model(calibrated, ServiceConfig()).input_shape == [4]

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_encrypted_service_example_agrees_with_plaintext() -> None:
     result = subprocess.run([sys.executable, str(ROOT / "examples" / "encrypted_service.py"),
                              "--quick"], capture_output=True, text=True, timeout=600, cwd=ROOT)

@@ -8,7 +8,9 @@ forever. This protocol adds two deadlines counted from a request's first byte
 headers must arrive within ``head_timeout``, the whole request within
 ``head_timeout + body_timeout``. Past either the connection is closed (with a
 408 if nothing was answered yet). The routes' own body deadline answers first
-in the usual case, with a JSON 408.
+in the usual case, with a JSON 408. A request line and headers over
+:data:`MAX_HEAD_BYTES` are refused (400) as they arrive, since httptools has no
+such cap of its own.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ import asyncio
 import logging
 from typing import Any
 
-__all__ = ["deadline_protocol"]
+__all__ = ["MAX_HEAD_BYTES", "deadline_protocol"]
+
+#: largest request line plus headers (this API needs well under 1 KiB)
+MAX_HEAD_BYTES = 64 * 1024
 
 log = logging.getLogger("protocols.service")
 
@@ -35,6 +40,20 @@ def deadline_protocol(head_timeout: float, body_timeout: float) -> type[asyncio.
         _head_timer: asyncio.TimerHandle | None = None
         _request_timer: asyncio.TimerHandle | None = None
         _in_head = False
+        _head_bytes = 0
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value))
+            super().on_header(name, value)
+
+        def _count(self, size: int) -> None:
+            self._head_bytes += size
+            if self._head_bytes > MAX_HEAD_BYTES:  # uvicorn answers 400 and closes
+                raise ValueError(f"request head over {MAX_HEAD_BYTES} bytes")
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -62,6 +81,7 @@ def deadline_protocol(head_timeout: float, body_timeout: float) -> type[asyncio.
 
         def _arm(self) -> None:
             self._in_head = True
+            self._head_bytes = 0
             self._head_timer = self.loop.call_later(head_timeout, self._expire, "headers",
                                                     head_timeout)
             self._request_timer = self.loop.call_later(
