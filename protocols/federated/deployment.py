@@ -84,6 +84,32 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (Linux /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def _toml(value: Any) -> str:
     return f"'{value}'" if isinstance(value, (str, Path)) else str(value)
 
@@ -148,7 +174,7 @@ class LocalFederation:
         self.processes[name] = process
         return process
 
-    def _wait_for_port(self, port: int, timeout: float = 60.0) -> None:
+    def _wait_for_port(self, port: int, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.processes["superlink"].poll() is not None:
@@ -205,7 +231,9 @@ class LocalFederation:
                 os.killpg(process.pid, sig)
 
     def close(self) -> None:
-        """Stop every process (TERM, then KILL after 10 s) and close the logs."""
+        """Stop every process started here and every process they started (Flower detaches
+        its helpers into sessions of their own): TERM, then KILL after 10 s."""
+        helpers = {pid for process in self.processes.values() for pid in _descendants(process.pid)}
         for process in self.processes.values():
             self._kill(process, signal.SIGTERM)
         for process in self.processes.values():
@@ -214,6 +242,15 @@ class LocalFederation:
             except subprocess.TimeoutExpired:
                 self._kill(process, signal.SIGKILL)
                 process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while (alive := [pid for pid in helpers if _alive(pid)]) and time.monotonic() < deadline:
+            for pid in alive:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGTERM)
+            time.sleep(0.5)
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         for log in self._files:
             log.close()
 
