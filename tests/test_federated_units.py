@@ -267,3 +267,22 @@ def test_remote_tracebacks_are_shortened_to_their_message() -> None:
               "Message: client 1 dropped out in round 2'>")
     assert short_reason(reason) == "client 1 dropped out in round 2"
     assert short_reason("BudgetExceededError: spent") == "BudgetExceededError: spent"
+
+
+def test_the_bench_report_prints_every_row_and_the_ratios() -> None:
+    from protocols.federated.compare import SETTINGS, FederatedReport, Row
+
+    def row(mode: str, bytes_up: float | None, seconds: float) -> Row:
+        return Row(setting=SETTINGS[mode], split="iid", clients=3, rounds=2, accuracy=0.5,
+                   seconds_per_round=seconds, bytes_down=bytes_up, bytes_up=bytes_up,
+                   epsilon=None if mode in ("fedavg", "pooled") else 8.0,
+                   epsilon_one_update=None, note=f"{mode} note")
+
+    report = FederatedReport([row("fedavg", 20_000.0, 0.2), row("dp", 20_000.0, 0.4),
+                              row("dp+he", 130_000.0, 0.6), row("pooled", None, 0.01)])
+    assert report.ratios == {"iid: bytes up, dp+he / fedavg": 6.5,
+                             "iid: s per round, dp+he / fedavg": pytest.approx(3.0)}
+    text = str(report)
+    assert all(SETTINGS[mode] in text for mode in SETTINGS)
+    assert "  iid: bytes up, dp+he / fedavg: 6.50x" in text
+    assert [d["setting"] for d in report.as_dicts()] == list(SETTINGS.values())

@@ -10,11 +10,12 @@ sums ciphertexts; the clients decrypt the average. ``docs/federated.md`` states
 what each party sees and what breaks it.
 
 * :func:`simulate` — every mode on Flower's simulation engine, in one call;
-* :func:`compare` — the bench rows: FedAvg, DP, DP + encrypted aggregation, pooled;
+* :func:`compare` / :func:`run_federated` — the bench rows: FedAvg, DP, DP + encrypted
+  aggregation, pooled; :func:`protocols.federated.tour.run` — the tour's section;
 * :mod:`.deployment` — the same on Flower's deployment engine (SuperLink, SuperNodes).
 """
 
-from protocols.federated.compare import compare, format_rows
+from protocols.federated.compare import FederatedReport, compare, format_rows, run_federated
 from protocols.federated.mod import SecureUpdateMod, open_global, traffic_mod
 from protocols.federated.packing import decrypt_vector, encrypt_vector, make_keys, sum_tensors
 from protocols.federated.privacy import DPSettings, epsilon_per_round_for
@@ -24,6 +25,7 @@ from protocols.federated.strategy import RoundReport, SecureFedAvg
 __all__ = [
     "MODES",
     "DPSettings",
+    "FederatedReport",
     "FederatedRun",
     "RoundReport",
     "SecureFedAvg",
@@ -35,6 +37,7 @@ __all__ = [
     "format_rows",
     "make_keys",
     "open_global",
+    "run_federated",
     "simulate",
     "sum_tensors",
     "traffic_mod",
