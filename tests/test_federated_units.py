@@ -286,3 +286,27 @@ def test_the_bench_report_prints_every_row_and_the_ratios() -> None:
     assert all(SETTINGS[mode] in text for mode in SETTINGS)
     assert "  iid: bytes up, dp+he / fedavg: 6.50x" in text
     assert [d["setting"] for d in report.as_dicts()] == list(SETTINGS.values())
+
+
+def test_unknown_splits_and_modes_are_refused() -> None:
+    from protocols.federated import simulate
+    from protocols.federated.data import split_indices
+
+    with pytest.raises(pets.ParameterError) as info:
+        split_indices(np.arange(6), 3, "dirichlet")
+    assert str(info.value) == "unknown data split 'dirichlet'; choose one of: iid, label"
+    with pytest.raises(pets.ParameterError) as info:
+        simulate(modes=("secagg",))
+    assert str(info.value) == (
+        "unknown federated mode(s) ['secagg']; choose from: fedavg, dp, dp+he"
+    )
+
+
+def test_more_clients_than_records_is_a_shape_error() -> None:
+    from protocols.federated.data import split_indices
+
+    with pytest.raises(pets.ShapeMismatchError) as info:
+        split_indices(np.arange(2), 3, "iid")
+    assert str(info.value) == (
+        "cannot split 2 records across 3 clients; use between 1 and 2 clients"
+    )

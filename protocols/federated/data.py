@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
-from pets.errors import ShapeMismatchError
+import pets
 
 __all__ = ["SPLITS", "Dataset", "Shard", "client_shard", "load_digits", "split_indices"]
 
@@ -79,9 +79,11 @@ def split_indices(
     [[0, 1], [2, 3], [4, 5]]
     """
     if how not in SPLITS:
-        raise ValueError(f"unknown split {how!r}; choose one of: {', '.join(SPLITS)}")
+        raise pets.ParameterError(
+            f"unknown data split {how!r}; choose one of: {', '.join(SPLITS)}"
+        )
     if not 1 <= clients <= len(labels):
-        raise ShapeMismatchError(
+        raise pets.ShapeMismatchError(
             f"cannot split {len(labels)} records across {clients} clients; "
             f"use between 1 and {len(labels)} clients"
         )
@@ -99,7 +101,7 @@ def client_shard(
     even share of the test set."""
     data = load_digits(seed=seed)
     if not 0 <= partition < partitions:
-        raise ShapeMismatchError(
+        raise pets.ShapeMismatchError(
             f"partition {partition} does not exist among {partitions}; "
             f"pass a partition-id between 0 and {partitions - 1}"
         )

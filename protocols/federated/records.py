@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from flwr.app import Array, ArrayRecord
 
-from pets.errors import SerializationError
+import pets
 
 __all__ = [
     "COUNT",
@@ -70,7 +70,7 @@ def from_bytes(array: Array) -> bytes:
     """The bytes held by a uint8 ``Array``."""
     values = array.numpy()
     if values.dtype != np.uint8 or values.ndim != 1:
-        raise SerializationError(
+        raise pets.SerializationError(
             f"expected a 1-D uint8 array of bytes, got {values.dtype} of shape {values.shape}; "
             "the sender does not speak the pets federated protocol"
         )
@@ -143,12 +143,15 @@ class GlobalState:
                 else np.asarray(record[SUM].numpy(), dtype=np.float64)
             )
         except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise SerializationError(
+            raise pets.SerializationError(
                 f"a pets global state record is malformed ({exc!r}); it must come from "
                 "protocols.federated's strategy"
             ) from exc
         if count < 1:
-            raise SerializationError(f"a pets global state counts {count} clients; expected >= 1")
+            raise pets.SerializationError(
+                f"a pets global state counts {count} clients; expected >= 1 (it must come "
+                "from protocols.federated's strategy)"
+            )
         return cls(total, count, template)
 
 
@@ -170,7 +173,7 @@ def load_state(path: str | os.PathLike[str]) -> ArrayRecord:
         with np.load(path, allow_pickle=False) as archive:
             return ArrayRecord({name: Array(archive[name]) for name in archive.files})
     except (OSError, ValueError) as exc:
-        raise SerializationError(
+        raise pets.SerializationError(
             f"cannot read a federated state from {path}: {exc}; pass a file written by "
             "save_state (the server's state-file)"
         ) from exc

@@ -188,7 +188,9 @@ def simulate(
 
     unknown = [mode for mode in modes if mode not in MODES]
     if unknown:
-        raise ValueError(f"unknown mode(s) {unknown}; choose from: {', '.join(MODES)}")
+        raise pets.ParameterError(
+            f"unknown federated mode(s) {unknown}; choose from: {', '.join(MODES)}"
+        )
     privacy = privacy or default_privacy(clients, rounds)
     keys = keys or packing.make_keys()
     secret = keys.to_bytes(include_secret_key=True)
