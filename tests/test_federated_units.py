@@ -310,3 +310,19 @@ def test_more_clients_than_records_is_a_shape_error() -> None:
     assert str(info.value) == (
         "cannot split 2 records across 3 clients; use between 1 and 2 clients"
     )
+
+
+def test_a_client_does_not_open_a_sum_with_too_few_noise_shares(
+    keys: pets.Backend, flower_task: None
+) -> None:
+    settings = DPSettings.for_budget(8.0, 1e-5, rounds=3, noise_clients=2)
+    mod = SecureUpdateMod(privacy=settings, key=keys.to_bytes(include_secret_key=True))
+    template = {k: v.shape for k, v in init_parameters(SIZES).items()}
+    lone = GlobalState(packing.encrypt_vector(keys, np.zeros(2410)).to_bytes(), 1, template)
+    reply = mod(_train_message(lone.to_record(), 1, 2), _context(1), _client(0.0))
+    assert reply.has_error()
+    assert reply.error.reason == (
+        "PrivacyError: the global state sums 1 clients' proposals, fewer than the 2 noise "
+        "shares this client's DP settings need; it was not opened. Fix: give the server's "
+        "strategy min_clients >= 2 (the clients' noise_clients)"
+    )

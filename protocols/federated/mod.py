@@ -11,7 +11,9 @@ training function it turns the new model into a protected proposal:
 3. encrypt ``global + update`` under the federation's key (one ciphertext per
    4,096 parameters), so the aggregator can sum but not read it.
 
-The DP settings and the key are the client's own (constructor arguments, or
+A state summing fewer proposals than the client's ``noise_clients`` is refused
+unopened (``PrivacyError``): its noise would be short. The DP settings and the
+key are the client's own (constructor arguments, or
 read from the node's configuration), never taken from the server's messages:
 a server cannot turn the protection off. Failures the client can name come
 back to the server as an error reply ``"<PetsErrorType>: <message>"``.
@@ -96,6 +98,20 @@ def open_global(
     return unflatten(total / state.count, state.template), state.template
 
 
+def _check_noise_shares(record: ArrayRecord, settings: DPSettings) -> None:
+    """Refuse to open a sum of fewer proposals than the noise needs: it would show the
+    other clients' updates with less noise than they were promised."""
+    if is_state(record):
+        count = GlobalState.from_record(record).count
+        if count < settings.noise_clients:
+            raise pets.PrivacyError(
+                f"the global state sums {count} clients' proposals, fewer than the "
+                f"{settings.noise_clients} noise shares this client's DP settings need; it was "
+                "not opened. Fix: give the server's strategy min_clients >= "
+                f"{settings.noise_clients} (the clients' noise_clients)"
+            )
+
+
 def _resolve(setting: Setting, context: Context) -> Any:
     return setting(context) if callable(setting) else setting
 
@@ -168,12 +184,14 @@ class SecureUpdateMod:
         try:
             key = _resolve(self.key, context)
             keys = None if key is None else keys_from(key)
+            settings: DPSettings | None = _resolve(self.privacy, context)
             record_key, record = _array_record(message)
+            if settings is not None:
+                _check_noise_shares(record, settings)
             global_params, template = open_global(record, keys)
             message.content[record_key] = plain_record(global_params)
             if category == "evaluate":
                 return call_next(message, context)
-            settings: DPSettings | None = _resolve(self.privacy, context)
             budget = None if settings is None else self._pay(settings, context)
             reply = call_next(message, context)
             if reply.has_error():
