@@ -92,14 +92,28 @@ def check_sensitivity(sensitivity: object) -> float:
 
 
 def as_array(values: Any, *, name: str = "x") -> npt.NDArray[Any]:
-    """Convert scalars, lists, numpy arrays or torch tensors to a numpy array (no torch import)."""
+    """Convert scalars, lists, numpy arrays or torch tensors to a real numeric numpy array.
+
+    Strings, ragged lists, Python objects and complex numbers are refused (a complex
+    value would otherwise lose its imaginary part silently). torch is not imported.
+    """
     if hasattr(values, "detach") and hasattr(values, "cpu"):  # a torch.Tensor
         values = values.detach().cpu().numpy()
-    array = np.asarray(values)
-    if array.dtype == object:
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError) as exc:  # ragged nesting, unconvertible objects
         raise DPConfigurationError(
-            f"{name} must be numeric, got an array of Python objects. "
-            "Fix: pass a numpy array, a list of numbers or a torch tensor."
+            f"{name} must be numeric, got {type(values).__name__} that numpy cannot turn into "
+            f"one array ({exc}). Fix: pass a numpy array, a list of numbers of equal lengths "
+            "or a torch tensor."
+        ) from None
+    if array.dtype.kind not in "biuf":
+        kind = {"c": "complex numbers", "O": "Python objects", "U": "strings", "S": "bytes"}
+        raise DPConfigurationError(
+            f"{name} must be numeric, got an array of "
+            f"{kind.get(array.dtype.kind, f'dtype {array.dtype}')}. Fix: pass real numbers "
+            "(a numpy array, a list of numbers or a torch tensor); for complex values, noise "
+            "the real and imaginary parts as two arrays."
         )
     return array
 

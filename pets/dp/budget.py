@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,14 +177,15 @@ class Budget:
         >>> pets.dp.Budget(epsilon=1.0).spend(0.5, label="count").epsilon
         0.5
         """
-        if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon >= 0):
+        own = as_float(epsilon)
+        if own is None or not (math.isfinite(own) and own >= 0):
             raise DPConfigurationError(
                 f"epsilon must be a finite number >= 0, got {epsilon!r}. "
                 "Fix: pass the epsilon of the release being paid for."
             )
         delta = check_delta(delta)
-        event = {"type": "epsilon_delta", "epsilon": float(epsilon), "delta": delta}
-        return self.spend_event(event, epsilon=float(epsilon), delta=delta, label=label)
+        event = {"type": "epsilon_delta", "epsilon": own, "delta": delta}
+        return self.spend_event(event, epsilon=own, delta=delta, label=label)
 
     def spend_mechanism(self, mechanism: Mechanism, *, label: str | None = None) -> LedgerEntry:
         """Record one use of ``mechanism`` (its event lets rdp/prv compose it tightly).
@@ -194,6 +196,11 @@ class Budget:
         >>> budget.spent
         (0.5, 0.0)
         """
+        if not isinstance(mechanism, Mechanism):
+            raise DPConfigurationError(
+                f"spend_mechanism needs a pets.dp mechanism, got {type(mechanism).__name__}. "
+                "Fix: pass e.g. pets.dp.LaplaceMechanism(...), or use spend(epsilon, delta)."
+            )
         return self.spend_event(
             mechanism.dp_event(),
             epsilon=mechanism.epsilon,
@@ -247,13 +254,31 @@ class Budget:
         processes recorded there, so the check covers them too.
         """
         try:
+            if not isinstance(event, Mapping):
+                raise DPConfigurationError(f"a privacy event must be a mapping, got {event!r}")
             event = check_event(dict(event))
         except DPConfigurationError as exc:
             raise DPConfigurationError(
                 f"the privacy event of this spend is malformed: {exc}. Fix: describe it as "
                 "pets.dp.events documents (e.g. use spend() or spend_mechanism())."
             ) from exc
-        entry = LedgerEntry(float(epsilon), float(delta), label, event)
+        own_epsilon, own_delta = as_float(epsilon), as_float(delta)
+        if own_epsilon is None or not (math.isfinite(own_epsilon) and own_epsilon >= 0):
+            raise DPConfigurationError(
+                f"epsilon must be a finite number >= 0, got {epsilon!r}. "
+                "Fix: pass the epsilon of the release being paid for."
+            )
+        if own_delta is None or not 0 <= own_delta <= 1:
+            raise DPConfigurationError(
+                f"delta must be a number in [0, 1], got {delta!r}. "
+                "Fix: pass the delta of the release being paid for."
+            )
+        if not (label is None or isinstance(label, str)):
+            raise DPConfigurationError(
+                f"label must be a string or None, got {type(label).__name__}. "
+                "Fix: describe the release in words, e.g. label='mean age'."
+            )
+        entry = LedgerEntry(own_epsilon, own_delta, label, event)
         with self._lock:
             if self._path is None:
                 return self._record(entry)

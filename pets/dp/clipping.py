@@ -77,6 +77,8 @@ def clip_l2(rows: Any, max_norm: float) -> npt.NDArray[np.float64]:
             "rows must have at least one dimension (one row per person). "
             "Fix: pass a 1-d array of scalars or a 2-d array of rows."
         )
+    if values.size == 0:
+        return values
     flat = values.reshape(values.shape[0], -1)
     norms = np.linalg.norm(flat, axis=1, keepdims=True)
     factors = np.minimum(1.0, max_norm / np.maximum(norms, np.finfo(np.float64).tiny))

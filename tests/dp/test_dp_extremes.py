@@ -150,3 +150,55 @@ def test_huge_integers_as_privacy_parameters_are_refused_not_overflow_errors() -
         pets.dp.LaplaceMechanism(epsilon=10**400, sensitivity=1.0)
     with pytest.raises(DPConfigurationError, match="sensitivity must be a finite number > 0"):
         pets.dp.LaplaceMechanism(epsilon=1.0, sensitivity=10**400)
+
+
+# ---- wrong types: a pets error naming the fix, never a raw ValueError or AttributeError -----
+
+BAD_DATA = {
+    "a string": "abc",
+    "strings": ["a", "b"],
+    "ragged lists": [[1.0], [1.0, 2.0]],
+    "bytes": b"ab",
+    "Python objects": np.array([object()]),
+    "complex numbers": np.array([1 + 2j]),  # the imaginary part used to vanish silently
+}
+
+
+@pytest.mark.parametrize("data", list(BAD_DATA.values()), ids=list(BAD_DATA))
+@pytest.mark.parametrize(
+    "release",
+    [
+        lambda x: pets.dp.laplace(x, epsilon=1.0, sensitivity=1.0),
+        lambda x: pets.dp.gaussian(x, epsilon=1.0, delta=1e-5, sensitivity=1.0),
+        lambda x: pets.dp.discrete_laplace(x, epsilon=1.0, sensitivity=1),
+        lambda x: pets.dp.clip_values(x, 0.0, 1.0),
+        lambda x: pets.dp.clip_l2(x, 1.0),
+    ],
+    ids=["laplace", "gaussian", "discrete_laplace", "clip_values", "clip_l2"],
+)
+def test_data_that_is_not_real_numbers_is_refused(data: object, release: object) -> None:
+    with pytest.raises(DPConfigurationError, match="must be numeric"):
+        release(data)  # type: ignore[operator]
+
+
+def test_clipping_no_rows_gives_no_rows() -> None:
+    assert pets.dp.clip_l2(np.empty((0, 3)), 1.0).shape == (0, 3)
+
+
+@pytest.mark.parametrize(
+    ("spend", "message"),
+    [
+        (lambda b: b.spend(10**400), "epsilon must be a finite number >= 0"),
+        (lambda b: b.spend(0.1, label=5), "label must be a string or None, got int"),
+        (lambda b: b.spend_event("laplace", epsilon=0.1, delta=0.0),
+         "a privacy event must be a mapping"),
+        (lambda b: b.spend_event({"type": "laplace", "noise_multiplier": 1.0}, epsilon="a",
+                                 delta=0.0), "epsilon must be a finite number >= 0, got 'a'"),
+        (lambda b: b.spend_mechanism(None), "spend_mechanism needs a pets.dp mechanism"),
+    ],
+)
+def test_mistyped_spends_are_refused_and_not_recorded(spend: object, message: str) -> None:
+    budget = pets.dp.Budget(epsilon=1.0)
+    with pytest.raises(DPConfigurationError, match=re.escape(message)):
+        spend(budget)  # type: ignore[operator]
+    assert budget.ledger == ()
