@@ -83,13 +83,13 @@ class MPCBackend(Backend):
     ) -> None:
         self._crypten = load_crypten()
         config = engine.current()
+        if (config is None or config.single_process) and parties not in (None, 1):
+            raise ParameterError(
+                f"pets.backend('mpc', parties={parties}) outside a multi-party run: start "
+                f"the parties with pets.run_parties(fn, parties={parties}) (or `pets party`) "
+                "and use party.backend there"
+            )
         if config is None:
-            if parties not in (None, 1):
-                raise ParameterError(
-                    f"pets.backend('mpc', parties={parties}) outside a multi-party run: start "
-                    f"the parties with pets.run_parties(fn, parties={parties}) (or `pets party`) "
-                    "and use party.backend there"
-                )
             warnings.warn(
                 "pets.backend('mpc') outside pets.run_parties computes in this one process "
                 "(CrypTen's single-process mode): the arithmetic of MPC, with no secrecy",
