@@ -25,8 +25,8 @@ def _heading(title: str) -> None:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """The tour: encrypted inference (in one process and over TCP), DP, DP-SGD, audit, cost."""
-    from pets.tour import run_tour
+    """The tour of every technique (examples/pets_tour): HE, MPC, DP, federated, cost."""
+    from pets_tour import run_tour
 
     run_tour(quick=args.quick, skip_bench=args.skip_bench, say=_say)
     return 0
