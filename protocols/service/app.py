@@ -76,7 +76,7 @@ def create_app(source: ModelSource, config: ServiceConfig | None = None, *,
             sweeper.cancel()
         finally:
             store.close_all()
-            pool.shutdown()
+            await asyncio.to_thread(pool.shutdown)
             shutil.rmtree(folder, ignore_errors=True)
 
     app = FastAPI(

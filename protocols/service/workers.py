@@ -12,10 +12,13 @@ crash) is replaced and the request answered with an error; the server lives on.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import functools
 import logging
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -89,10 +92,20 @@ def _start_worker(source: ModelSource, cache_size: int, parent: int, level: int)
         os._exit(0)
 
     threading.Thread(target=watch_parent, daemon=True).start()
+    atexit.register(_exit_now)  # runs first (last registered): skips torch's slow teardown
     try:
         _WORKER = _Worker(source.open(), cache_size)
     except PetsError as exc:  # reported by the first task, not as a broken pool
         _WORKER = _Worker(None, cache_size, failure=exc)
+
+
+def _exit_now() -> None:
+    """End a stopped worker at once: the interpreter's teardown with torch loaded takes
+    seconds, and a worker has nothing to save."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
 
 
 def _worker() -> _Worker:
@@ -216,6 +229,7 @@ class WorkerPool:
             ) from exc
 
     def shutdown(self) -> None:
+        """Stop the workers once their current requests are done (queued ones are dropped)."""
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+            executor, self._executor = self._executor, None
+            executor.shutdown(wait=True, cancel_futures=True)
