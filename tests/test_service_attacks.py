@@ -234,14 +234,20 @@ def test_forged_tensor_headers_are_answered_with_a_pets_error(
 # ---- sizes ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("path", "what"), [
+    ("/sessions/{sid}/inferences", b"the ciphertext request"),
+    ("/sessions", b"the key set"),  # a session's memory: --max-key-mib
+])
 def test_an_announced_body_over_the_limit_is_refused_unread(
-    server: Server, client: InferenceClient,
+    server: Server, client: InferenceClient, path: str, what: bytes,
 ) -> None:
-    head = (f"POST /sessions/{client.session_id}/inferences HTTP/1.1\r\nHost: x\r\n"
+    sessions = httpx.get(f"{server.url}/health").json()["sessions"]
+    head = (f"POST {path.format(sid=client.session_id)} HTTP/1.1\r\nHost: x\r\n"
             "Content-Length: 1000000000000000\r\n\r\n").encode()
     answer = raw_request(server.port, head + b"PETS")
     assert answer.startswith(b"HTTP/1.1 413")
-    assert b"the ciphertext request is 1000000000000000 bytes, above this server's limit" in answer
+    assert what + b" is 1000000000000000 bytes, above this server's limit" in answer
+    assert httpx.get(f"{server.url}/health").json()["sessions"] == sessions
     still_serving(server, client)
 
 
