@@ -12,6 +12,7 @@ client's own keys and have the expected shape, and any failure is a pets error.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 import pets
 from pets.errors import (
     CompileError,
+    MissingKeyError,
     PartyError,
     PetsError,
     SerializationError,
@@ -160,19 +162,29 @@ class InferenceClient:
         return np.asarray(self.backend.decrypt(result))
 
     def close(self) -> None:
-        """Close the session (the server deletes the public keys) and the connection."""
+        """Close the session (the server deletes the public keys) and the connection.
+
+        A session the server already closed (idle expiry) is no error.
+        """
         try:
             if self.session_id is not None:
                 session, self.session_id = self.session_id, None
-                self._call("DELETE", f"/sessions/{session}")
+                try:
+                    self._call("DELETE", f"/sessions/{session}")
+                except MissingKeyError:
+                    log.info("session %s had already been closed by the server", session)
         finally:
             self._http.close()
 
     def __enter__(self) -> InferenceClient:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is None:
+            self.close()
+        else:  # keep the error that ended the block, not one from closing after it
+            with contextlib.suppress(PetsError):
+                self.close()
 
     # ---- checks and transport -----------------------------------------------------------
 
