@@ -44,20 +44,21 @@ def test_deployment_engine_trains_through_a_dropout(tmp_path: Path) -> None:
 
 def test_deployment_engine_fails_clearly_when_too_few_clients_remain(tmp_path: Path) -> None:
     """Client 1's SuperNode is killed at once (whether or not it had registered, round 1 goes
-    on with the two others after the timeout), client 2 crashes in round 2: round 2 has
-    one update of the two the noise needs, and fails."""
+    on with the two others after the timeout), client 2 crashes in round 2: round 2 has at
+    most one update of the two the noise needs, and fails."""
     with LocalFederation(tmp_path, clients=3, rounds=2, epsilon=8.0, fail_at={2: 2}) as fed:
         fed.stop_node(1)
         with pytest.raises(pets.PartyError) as info:
-            fed.run(round_timeout=10.0)
+            fed.run(round_timeout=30.0)
         enrolment = fed.enrolment
     message = str(info.value)
-    # "of 3" if client 1 registered before it was killed (then it is waited for), else "of 2"
+    # "of 3" if client 1 registered before it was killed (then it is waited for), else "of 2";
+    # "only 0" if client 0 too missed the timeout on a loaded machine
     assert re.match(
-        r"the federated run failed: PartyError: round 2: only 1 of [23] clients sent a usable "
-        r"update, fewer than min_clients=2 ", message
+        r"the federated run failed: PartyError: round 2: only [01] of [23] clients sent a "
+        r"usable update, fewer than min_clients=2 ", message
     ), message
-    assert "(fail-at-round)" in message
+    assert "RuntimeError: node asked to drop out in round 2 (fail-at-round)" in message
     result = info.value.result  # type: ignore[attr-defined]
     assert [r["clients"] for r in result["reports"]] == [2]
     # nothing lost: round 1's encrypted state is on disk for a resume

@@ -267,6 +267,9 @@ def test_remote_tracebacks_are_shortened_to_their_message() -> None:
               "Message: client 1 dropped out in round 2'>")
     assert short_reason(reason) == "client 1 dropped out in round 2"
     assert short_reason("BudgetExceededError: spent") == "BudgetExceededError: spent"
+    assert short_reason("<class 'RuntimeError'>:<'node asked to drop out'>") == (
+        "RuntimeError: node asked to drop out"
+    )
 
 
 def test_the_bench_report_prints_every_row_and_the_ratios() -> None:

@@ -23,6 +23,7 @@ evaluate function (message type ``evaluate.<action>``).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -56,6 +57,9 @@ def short_reason(reason: str | None, limit: int = 300) -> str:
     text = lines[-1] if lines else "no reason given"
     if "Message:" in text:  # Ray's wrapper: "... occurred. Message: <reason>'>"
         text = text.split("Message:", 1)[1].strip().rstrip("'>\"").strip()
+    wrapped = re.fullmatch(r"<class '(?:[\w.]+\.)?(\w+)'>:<'(.*)'>", text)
+    if wrapped:  # the deployment engine's: "<class 'RuntimeError'>:<'<reason>'>"
+        text = f"{wrapped.group(1)}: {wrapped.group(2)}"
     return text[:limit]
 
 
