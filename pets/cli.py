@@ -66,6 +66,13 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def assess(args: argparse.Namespace) -> int:
+    """The privacy assessment matrix: each technique's measured leakage beside its cost."""
+    from pets_benchmarks.assess.command import main as run_assess
+
+    return run_assess(quick_run=args.quick, out=args.out)
+
+
 def serve(args: argparse.Namespace) -> int:
     """Serve encrypted inference over HTTP: the model stays here, the secret key with clients."""
     import logging
@@ -223,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=4, help="samples for the per-sample runs")
     p.add_argument("--json", help="also write the tables and ratios to this JSON file")
     p.set_defaults(func=bench)
+    p = sub.add_parser("assess", help="privacy assessment matrix: attacks against each "
+                       "technique, beside its cost")
+    p.add_argument("--quick", action="store_true", help="small run (under 3 minutes on 2 cores)")
+    p.add_argument("--out", default="assessment",
+                   help="folder for assessment.md, .json and .png (default: ./assessment)")
+    p.set_defaults(func=assess)
     p = sub.add_parser("serve", help="serve encrypted inference of a model over HTTP")
     p.add_argument("model", nargs="?", help="'digits' or a torch.export.save file (.pt2); "
                    "trusted input: loading it unpickles")
