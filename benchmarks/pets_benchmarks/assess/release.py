@@ -55,7 +55,7 @@ def _membership(ctx: Context, model: Any, train_fn: Any, *, delta: float = 0.0,
     auc = float(report.auc)
     return Leakage("AUC", auc, auc_interval(auc, report.n_members, report.n_non_members),
                    chance=0.5, advantage=advantage_over_chance(auc, 0.5), details={
-                       "strongest attack": report.strongest.attack,
+                       "attack with the highest epsilon bound": report.strongest.attack,
                        "AUC by attack": {k: r.auc for k, r in report.results.items()},
                        "TPR at 1% FPR": report.tpr_at_fpr.get(0.01),
                        "epsilon lower bound (95%)": report.epsilon_lower_bound,
