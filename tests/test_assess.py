@@ -117,7 +117,7 @@ def test_dp_cells_leak_less_at_lower_epsilon(run: dict[str, Any]) -> None:
     assert rebuilt == {"none": 1.0, "DP eps=32": 0.0, "DP eps=1": 0.0}
     accuracy = {t: cell(run, "collection", "eavesdropping server", t).cost.accuracy  # type: ignore[union-attr]
                 for t in ("none", "DP eps=32", "DP eps=1")}
-    assert accuracy["none"] >= accuracy["DP eps=32"] > accuracy["DP eps=1"]  # type: ignore[operator]
+    assert accuracy["DP eps=32"] > accuracy["DP eps=1"] + 0.3  # type: ignore[operator]
 
 
 def test_cells_without_a_measurement_say_why(run: dict[str, Any]) -> None:
