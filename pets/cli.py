@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("assess", help="privacy assessment matrix: attacks against each "
                        "technique, beside its cost")
     p.add_argument("--quick", action="store_true", help="small run (under 3 minutes on 2 cores)")
-    p.add_argument("--out", default="assessment",
+    p.add_argument("--out", default="assessment", metavar="DIR",
                    help="folder for assessment.md, .json and .png (default: ./assessment)")
     p.set_defaults(func=assess)
     p = sub.add_parser("serve", help="serve encrypted inference of a model over HTTP")
