@@ -33,11 +33,17 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
-    """Overhead of each technique against plaintext, as ratios from one run."""
+    """Every technique on the same work against plaintext (the matrix, files in ``--out``);
+    with ``--only``, the detailed comparisons against TenSEAL, SGD and CrypTen instead."""
+    if not args.only:
+        from pets_benchmarks.matrix import bench as run_matrix
+
+        run_matrix(quick=args.quick, out=args.out, skip=tuple(args.skip or ()))
+        return 0
     from pets.bench.dp import run_dp
     from pets.bench.he import run_he
 
-    sections = args.only or ["he", "dp", "mpc"]
+    sections = args.only
     results: dict[str, object] = {}
     if "he" in sections:
         _heading("HE (CKKS) overhead: digits MLP 64-32-10, square activation")
@@ -222,13 +228,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="smaller runs (about a minute)")
     p.add_argument("--skip-bench", action="store_true", help="leave out the overhead section")
     p.set_defaults(func=demo)
-    p = sub.add_parser("bench", help="overhead of each technique against plaintext")
-    p.add_argument("--quick", action="store_true", help="smaller, faster runs (rougher numbers)")
+    p = sub.add_parser("bench", help="every technique on the same work, against plaintext")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes, fewer repeats (under 2 minutes on 2 cores)")
+    p.add_argument("--out", default="out/bench", metavar="DIR",
+                   help="folder for report.md, results.json, results.csv and the PNG plots "
+                   "(default: out/bench)")
+    p.add_argument("--skip", action="append", metavar="TECHNIQUE",
+                   help="leave out a technique (dp, ckks, ckks-batched, mpc, mpc-3, "
+                   "federated...); repeat for several")
     p.add_argument("--only", action="append", choices=["he", "dp", "mpc"],
-                   help="run only this section (repeat for several; default: all)")
-    p.add_argument("--batch", type=int, default=4096, help="samples for the batched runs")
-    p.add_argument("--samples", type=int, default=4, help="samples for the per-sample runs")
-    p.add_argument("--json", help="also write the tables and ratios to this JSON file")
+                   help="instead of the matrix, the detailed comparison of one technique "
+                   "(he: against TenSEAL; dp: DP-SGD against SGD; mpc: against CrypTen); "
+                   "repeat for several")
+    p.add_argument("--batch", type=int, default=4096, help="--only he: batched samples")
+    p.add_argument("--samples", type=int, default=4, help="--only he: per-sample samples")
+    p.add_argument("--json", help="--only: also write the tables and ratios to this JSON file")
     p.set_defaults(func=bench)
     p = sub.add_parser("assess", help="privacy assessment matrix: attacks against each "
                        "technique, beside its cost")

@@ -1,0 +1,108 @@
+"""The matrix as tables of text: a workload x technique summary, and one row per cell.
+
+Shared by the terminal (rich) and ``report.md``. In the summary, plaintext shows its
+time; every other cell its overhead against that time (same run) and what it kept:
+accuracy for models, the largest error for dot products and matmuls. Cells that did
+not run show ``n/a`` or ``failed`` with a numbered reason.
+
+>>> from pets_benchmarks.matrix.cells import Cell
+>>> seconds(0.00042), size(3 * 2**20), ratio(1234.5)
+('420 us', '3.0 MiB', '1,234x')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from pets_benchmarks.matrix.cells import OK, SKIPPED, Cell
+
+__all__ = ["DETAIL_COLUMNS", "detail_rows", "ratio", "seconds", "size", "summary"]
+
+
+def seconds(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    if value < 1e-3:
+        return f"{value * 1e6:.0f} us"
+    if value < 1:
+        return f"{value * 1e3:.3g} ms"
+    return f"{value:.3g} s"
+
+
+def size(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= scale:
+            return f"{value / scale:.1f} {unit}"
+    return f"{value:.0f} B"
+
+
+def ratio(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f}x"
+    return f"{value:.3g}x"
+
+
+def number(value: float | None, spec: str = ".3g") -> str:
+    return "-" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def _kept(cell: Cell) -> str:
+    if cell.accuracy is not None:
+        return f"acc {cell.accuracy:.3f}"
+    if cell.error is not None:
+        return f"err {cell.error:.1e}"
+    return ""
+
+
+def _text(cell: Cell, notes: list[str]) -> str:
+    label = f"{cell.setting}: " if cell.setting else ""
+    if cell.status != OK:
+        if cell.reason not in notes:
+            notes.append(cell.reason)
+        word = "n/a" if cell.status == SKIPPED else "failed"
+        return f"{label}{word} [{notes.index(cell.reason) + 1}]"
+    cost = seconds(cell.seconds_median) if cell.technique == "plaintext" else ratio(cell.overhead)
+    return f"{label}{cost} {_kept(cell)}".strip()
+
+
+def summary(cells: Sequence[Cell], workloads: dict[str, str],
+            techniques: Sequence[str]) -> tuple[list[str], list[list[str]], list[str]]:
+    """``(header, rows, reasons)``: one row per workload, one column per technique; a cell
+    with several settings lists each on its own line."""
+    notes: list[str] = []
+    header = ["workload", *techniques]
+    rows = []
+    for workload in workloads:
+        row = [workload]
+        for technique in techniques:
+            mine = [c for c in cells if c.workload == workload and c.technique == technique]
+            row.append("\n".join(_text(c, notes) for c in mine) or "-")
+        rows.append(row)
+    return header, rows, notes
+
+
+DETAIL_COLUMNS = ["workload", "technique", "setting", "status", "time (median)", "min - max",
+                  "runs", "x plain", "samples/s", "peak mem", "wire", "x plain bytes", "rounds",
+                  "keys", "accuracy", "agree", "max err", "epsilon"]
+
+
+def detail_rows(cells: Sequence[Cell]) -> list[list[str]]:
+    """One row per cell that ran, with every measure (:data:`DETAIL_COLUMNS`)."""
+    rows = []
+    for c in cells:
+        if c.status != OK:
+            continue
+        rows.append([
+            c.workload, c.technique, c.setting, c.status, seconds(c.seconds_median),
+            f"{seconds(c.seconds_min)} - {seconds(c.seconds_max)}", str(c.repeats),
+            ratio(c.overhead), number(c.throughput, ",.4g"), size(c.peak_memory_bytes),
+            size(c.wire_bytes), ratio(c.wire_ratio), number(c.rounds, "d") if c.rounds is not
+            None else "-", size(c.key_bytes), number(c.accuracy, ".3f"),
+            number(c.agreement, ".3f"), number(c.error, ".1e"), number(c.epsilon, ".3g"),
+        ])
+    return rows

@@ -1,0 +1,166 @@
+"""The differential-privacy column: noise where each workload releases something.
+
+* dot products and matmuls: *output perturbation*: the plaintext result plus
+  Laplace noise (``pets.dp.laplace``) for epsilon-DP when one input value moves
+  within [0, 1] (L1 sensitivity: the largest row sum of ``|W|``);
+* model inference: the same model trained by DP-SGD (``pets.dp.make_private``,
+  Opacus) at ``(epsilon, delta)``, run in the clear; the DP training is set-up,
+  its cost is the training row's;
+* training: DP-SGD at each epsilon of the configuration, with the plaintext
+  row's model, data, epochs, batch size and step size (clipping at norm 1).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+import pets
+from pets_benchmarks.matrix.cells import Cell
+from pets_benchmarks.matrix.config import MatrixConfig
+from pets_benchmarks.matrix.techniques.base import (
+    Context,
+    Technique,
+    compare_outputs,
+    failed,
+    guard,
+    missing_module,
+    register,
+)
+from pets_benchmarks.matrix.techniques.plaintext import run_model
+from pets_benchmarks.matrix.timing import Clock, fill, repeat
+from pets_benchmarks.matrix.workloads import (
+    LINEAR,
+    TRAINING,
+    Workload,
+    accuracy_of,
+    load_net,
+    train_classifier,
+)
+
+__all__ = ["DifferentialPrivacy"]
+
+#: per-example gradient clipping norm of every DP-SGD run
+CLIP = 1.0
+
+
+def dp_sgd(epsilon: float, delta: float, epochs: int, trainings: list[Any]) -> Any:
+    """A ``private`` hook for :func:`train_classifier`: DP-SGD at ``(epsilon, delta)``;
+    the ``pets.dp.PrivateTraining`` is appended to ``trainings`` (to read epsilon spent)."""
+
+    def wrap(net: Any, optimizer: Any, loader: Any) -> tuple[Any, Any, Any]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pets.dp.InsecureRNGWarning)
+            training = pets.dp.make_private(
+                module=net, optimizer=optimizer, data_loader=loader, target_epsilon=epsilon,
+                target_delta=delta, epochs=epochs, max_grad_norm=CLIP, accountant="rdp")
+        trainings.append(training)
+        return training.module, training.optimizer, training.data_loader
+
+    return wrap
+
+
+def spent(trainings: list[Any], delta: float) -> float | None:
+    """Epsilon spent by the last DP-SGD run (``None`` if none ran)."""
+    return float(trainings[-1].epsilon(delta)) if trainings else None
+
+
+class DifferentialPrivacy(Technique):
+    key = "dp"
+    label = "DP"
+
+    def missing(self) -> str | None:
+        return missing_module("opacus", "dp") or missing_module("opendp", "dp")
+
+    def run(self, workloads: list[Workload], context: Context) -> Iterator[Cell]:
+        config = context.config
+        for workload in workloads:
+            if workload.kind == TRAINING:
+                for epsilon in config.dp_epsilons:
+                    try:
+                        yield self._train(workload, config, epsilon)
+                    except Exception as exc:
+                        yield failed(self, workload, exc, setting=f"eps={epsilon:g}")
+            elif workload.kind == LINEAR:
+                yield guard(self, workload, partial(self._release, workload, context))
+            else:
+                yield guard(self, workload, partial(self._infer, workload, context))
+
+    def _privacy(self, epsilon: float, delta: float = 0.0) -> str:
+        return f"(epsilon={epsilon:g}, delta={delta:g})-DP" if delta else f"epsilon={epsilon:g}-DP"
+
+    def _release(self, workload: Workload, context: Context) -> Cell:
+        config = context.config
+        epsilon = config.dp_epsilon
+        be = pets.backend("plain")
+
+        def once(clock: Clock) -> np.ndarray:
+            exact = be.decrypt(be.encrypt(workload.x) @ workload.weight)
+            clock.lap("compute")
+            noisy = pets.dp.laplace(exact, epsilon=epsilon, sensitivity=workload.sensitivity)
+            clock.lap("noise")
+            return np.asarray(noisy)
+
+        runs = repeat(once, repeats=config.repeats, budget=config.cell_seconds)
+        cell = fill(self.cell(workload, epsilon=epsilon, setting=f"eps={epsilon:g}",
+                              privacy=f"output perturbation, {self._privacy(epsilon)}"), runs)
+        cell.wire_bytes = int(workload.x.nbytes + np.asarray(runs.result).nbytes)
+        cell.notes = (f"Laplace noise of scale {workload.sensitivity / epsilon:.3g} "
+                      f"(L1 sensitivity {workload.sensitivity:.3g}) on each released value")
+        return compare_outputs(cell, workload, runs.result, context.reference.get(workload.key))
+
+    def _infer(self, workload: Workload, context: Context) -> Cell:
+        config = context.config
+        epsilon, delta = config.dp_epsilon, config.dp_delta
+        start = time.perf_counter()
+        trainings: list[Any] = []
+        state = train_classifier(workload.arch, workload.x_train, workload.y_train,
+                                 epochs=config.model_epochs, seed=config.seed,
+                                 private=dp_sgd(epsilon, delta, config.model_epochs, trainings))
+        be = pets.backend("plain")
+        model = pets.compile(load_net(workload.arch, state), backend=be,
+                             example_input=workload.x_train)
+        setup = time.perf_counter() - start
+        runs = repeat(lambda clock: run_model(model, workload, clock), repeats=config.repeats,
+                      budget=config.cell_seconds)
+        cell = fill(self.cell(workload, setting=f"eps={epsilon:g}", setup_seconds=setup,
+                              epsilon=spent(trainings, delta),
+                              privacy=f"model trained by DP-SGD, {self._privacy(epsilon, delta)}"),
+                    runs)
+        outputs = np.asarray(runs.result)
+        cell.wire_bytes = int(workload.x.nbytes + outputs.nbytes)
+        cell.notes = f"DP-SGD training ({config.model_epochs} epochs, clip {CLIP:g}) is set-up"
+        return compare_outputs(cell, workload, outputs, context.reference.get(workload.key))
+
+    def _train(self, workload: Workload, config: MatrixConfig, epsilon: float) -> Cell:
+        delta = config.dp_delta
+        trainings: list[Any] = []
+
+        def train(clock: Clock) -> dict[str, np.ndarray]:
+            return train_classifier(
+                workload.arch, workload.x, workload.labels, epochs=config.train_epochs,
+                seed=config.seed, optimizer="sgd", lr=config.train_lr,
+                batch_size=config.train_batch, initial=workload.state,
+                private=dp_sgd(epsilon, delta, config.train_epochs, trainings))
+
+        runs = repeat(train, repeats=config.repeats, budget=config.cell_seconds, warmup=False)
+        used = spent(trainings, delta)
+        cell = fill(self.cell(workload, setting=f"eps={epsilon:g}", epsilon=used,
+                              privacy=f"DP-SGD, {self._privacy(epsilon, delta)}"), runs)
+        if cell.seconds_median:
+            cell.throughput = workload.rows * config.train_epochs / cell.seconds_median
+        cell.accuracy = accuracy_of(workload.arch, runs.result, workload.x_test, workload.y_test)
+        cell.wire_bytes = 0
+        cell.notes = f"Opacus DP-SGD, clip {CLIP:g}, Poisson batches of {config.train_batch} " \
+                     f"expected, RDP accountant"
+        return cell
+
+
+@register("dp")
+def _make(config: MatrixConfig) -> list[Technique]:
+    return [DifferentialPrivacy()]
