@@ -40,7 +40,8 @@ def test_cli_reports_pets_errors_without_a_traceback() -> None:
 def test_demo_tour_runs_every_section() -> None:
     out = run("-m", "pets", "demo", "--quick", "--skip-bench")
     for heading in ("1. Encrypted inference", "2. The same as a service",
-                    "3. Secure multi-party computation", "4. Differential privacy", "5. DP-SGD"):
+                    "3. Secure multi-party computation", "4. Federated learning (Flower)",
+                    "5. Differential privacy", "6. DP-SGD", "7. The attacks each technique"):
         assert heading in out
     assert "accuracy on 256 encrypted test digits" in out  # the two-process service answered
     assert "consistent with the accounted epsilon" in out
