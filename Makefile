@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	# pin first: anything that lets pip choose torch pulls a multi-GB CUDA build
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[he,dp,mpc,fl,service,examples,dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[he,dp,mpc,fl,service,examples,dev,docs]'
 	# CrypTen 0.4.1 (its last release) declares the defunct "sklearn" package and old
 	# torchvision: install it alone; its real needs come with the [mpc] extra above
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps crypten==0.4.1
