@@ -24,14 +24,22 @@ from pets.compiler.approximate import (
     fit_polynomial,
     max_error,
 )
-from pets.compiler.fuse import affine_region, check_affine, is_identity, probe_affine
+from pets.compiler.conv import DENSE_LIMIT, probe_convolution, region_window
+from pets.compiler.fuse import (
+    AffineMap,
+    affine_region,
+    check_affine,
+    is_identity,
+    probe_affine,
+)
 from pets.compiler.graph import TracedModel, label, where
-from pets.compiler.layers import Affine, Layer, Polynomial, Product, Square
+from pets.compiler.layers import Affine, ConvolutionInfo, Layer, Polynomial, Product, Square
 from pets.compiler.lowering import Activation, Linear, Lowering
 from pets.compiler.lowering import Polynomial as PolynomialLowering
 from pets.compiler.lowering import Product as ProductLowering
 from pets.compiler.lowering import Square as SquareLowering
 from pets.errors import ModelIssue, UnsupportedModelError
+from pets.slots import SparseMatrix
 
 __all__ = ["ApproximationOptions", "Program", "build"]
 
@@ -93,6 +101,8 @@ class _Builder:
         """The run-time name of ``node``'s value, adding an Affine layer if needed."""
         if node in self.names:
             return self.names[node]
+        if not isinstance(self.lowerings.get(node), Linear):
+            return None  # a non-linear layer that could not be built: its issue is reported
         tensor = self.traced.values.get(node)
         if not isinstance(tensor, torch.Tensor) or tensor.ndim == 0 or (
             tensor.shape[0] != self.traced.batch
@@ -106,7 +116,25 @@ class _Builder:
         input_names = [self.value(n) for n in inputs]
         if any(name is None for name in input_names):
             return None
-        affine = probe_affine(self.traced, inputs, region, node)
+        convolution = self._convolution(inputs, region, node)
+        if convolution is not None:
+            matrix, bias, info = convolution
+            affine: AffineMap = ((matrix,), bias)
+        else:
+            info = None
+            sizes = [int(np.prod(self.traced.values[n].shape[1:])) for n in inputs]
+            outputs = int(np.prod(tensor.shape[1:]))
+            if sum(sizes) * outputs > DENSE_LIMIT:
+                self.issues.append(ModelIssue(
+                    where(node), f"the linear layers leading here map {sum(sizes)} features to "
+                    f"{outputs} as one dense matrix ({sum(sizes) * outputs * 8 / 2**30:.1f} GiB); "
+                    "pets keeps runs of Conv2d/AvgPool2d/BatchNorm2d sparse, but this run mixes "
+                    "in other operations.",
+                    "put a non-linearity (or pets.nn.Square) between the convolutions and the "
+                    "other linear layers, or shrink the layer",
+                ))
+                return None
+            affine = probe_affine(self.traced, inputs, region, node)
         issue = check_affine(self.traced, inputs, node, affine)
         if issue is not None:
             self.issues.append(issue)
@@ -118,10 +146,29 @@ class _Builder:
         sources = [label(n) for n in region if isinstance(self.traced.values[n], torch.Tensor)]
         self.layers.append(Affine(
             node.name, tuple(str(n) for n in input_names), ", ".join(dict.fromkeys(sources)),
-            weights=weights, bias=bias,
+            weights=weights, bias=bias, convolution=info,
         ))
         self.names[node] = node.name
         return node.name
+
+    def _convolution(
+        self, inputs: list[fx.Node], region: list[fx.Node], output: fx.Node
+    ) -> tuple[SparseMatrix, np.ndarray, ConvolutionInfo] | None:
+        """The region as a sparse convolution, if it is one (see :mod:`.conv`)."""
+        found = region_window(self.traced, inputs, region, output)
+        if found is None:
+            return None
+        wy, wx, out_shape = found
+        if (wy.kernel, wx.kernel, wy.stride, wx.stride) == (1, 1, 1, 1):
+            return None  # nothing spatial (a batch norm alone): the dense probe is exact
+        probed = probe_convolution(self.traced, inputs[0], region, output, (wy, wx))
+        if probed is None:
+            return None
+        matrix, bias = probed
+        in_shape = tuple(int(n) for n in self.traced.values[inputs[0]].shape[1:])
+        info = ConvolutionInfo(in_shape=in_shape, out_shape=out_shape,  # type: ignore[arg-type]
+                               stride=(wy.stride, wx.stride))
+        return matrix, bias, info
 
     # ---- non-linear layers -----------------------------------------------------
 

@@ -22,12 +22,13 @@ from torch import fx
 from pets.compiler.graph import TracedModel, where
 from pets.compiler.lowering import Linear, Lowering
 from pets.errors import ModelIssue
+from pets.slots import SparseMatrix
 
 __all__ = ["AffineMap", "affine_region", "check_affine", "is_identity", "probe_affine"]
 
 _PROBE_ROWS = 256  # basis vectors per probe batch (when the batch size is free)
 
-AffineMap = tuple[tuple[np.ndarray, ...], np.ndarray]
+AffineMap = tuple[tuple[np.ndarray | SparseMatrix, ...], np.ndarray]
 
 
 def affine_region(
@@ -123,6 +124,7 @@ def is_identity(affine: AffineMap) -> bool:
     weights, bias = affine
     return (
         len(weights) == 1
+        and isinstance(weights[0], np.ndarray)
         and weights[0].shape[0] == weights[0].shape[1]
         and not np.any(bias)
         and bool(np.array_equal(weights[0], np.eye(weights[0].shape[0])))

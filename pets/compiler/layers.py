@@ -17,10 +17,12 @@ import numpy as np
 from numpy.polynomial import polynomial as power_basis
 
 from pets.compiler.approximate import Approximation, lipschitz
+from pets.errors import ShapeMismatchError
 from pets.polynomial import depth as polynomial_depth
+from pets.slots import SparseMatrix
 from pets.tensor import PrivateTensor
 
-__all__ = ["Affine", "Layer", "Polynomial", "Product", "Square"]
+__all__ = ["Affine", "ConvolutionInfo", "Layer", "Polynomial", "Product", "Square"]
 
 
 @dataclass
@@ -56,6 +58,11 @@ class Layer(ABC):
         """Sound bounds, from bounds on ``|inputs|``: on ``|output|``, and on every value
         computed on the way (what a backend that tracks bounds, like CKKS, will track)."""
 
+    def noise(self, input_noises: Sequence[float]) -> float:
+        """Typical largest output error from random (zero-mean, independent) input errors
+        of these sizes; the worst case (:meth:`error_bound`) unless a layer knows better."""
+        return self.error_bound(input_noises)
+
     @property
     def matmul_shapes(self) -> tuple[tuple[int, int], ...]:
         """``(in, out)`` of each plain-matrix product this layer computes."""
@@ -69,12 +76,45 @@ class Layer(ABC):
         return f"{self.kind}"
 
 
+@dataclass(frozen=True)
+class ConvolutionInfo:
+    """A convolutional Affine layer's spatial shapes and stride (for slot placements)."""
+
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+    stride: tuple[int, int]
+
+
+def _column_square_sums(weight: np.ndarray | SparseMatrix) -> np.ndarray:
+    if isinstance(weight, SparseMatrix):
+        return np.bincount(weight.cols, weights=weight.values**2, minlength=weight.shape[1])
+    return np.square(weight).sum(axis=0)
+
+
+def _column_abs_sums(weight: np.ndarray | SparseMatrix) -> np.ndarray:
+    if isinstance(weight, SparseMatrix):
+        return weight.column_abs_sums()
+    return np.abs(weight).sum(axis=0)
+
+
 @dataclass
 class Affine(Layer):
-    """``sum_j x_j @ W_j + b``: a fused run of linear torch operations."""
+    """``sum_j x_j @ W_j + b``: a fused run of linear torch operations.
 
-    weights: tuple[np.ndarray, ...] = field(default=(), kw_only=True)
+    A run of convolutions keeps its matrix sparse (:class:`~pets.slots.SparseMatrix`,
+    ``convolution`` says its shapes); ``placement`` is where a per-sample packing puts
+    its outputs (``None``: the ordinary slots; see :mod:`pets.slots`).
+    """
+
+    weights: tuple[np.ndarray | SparseMatrix, ...] = field(default=(), kw_only=True)
     bias: np.ndarray = field(default_factory=lambda: np.zeros(0), kw_only=True)
+    convolution: ConvolutionInfo | None = field(default=None, kw_only=True)
+    placement: np.ndarray | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        for weight in self.weights:  # read-only: the backend caches by identity, never rehashes
+            if isinstance(weight, np.ndarray):
+                weight.flags.writeable = False
 
     @property
     def depth(self) -> int:
@@ -85,9 +125,9 @@ class Affine(Layer):
         return tuple((w.shape[0], w.shape[1]) for w in self.weights)
 
     def forward(self, inputs: Sequence[PrivateTensor]) -> PrivateTensor:
-        result = inputs[0] @ self.weights[0]
+        result = _product(inputs[0], self.weights[0], self.placement)
         for tensor, weight in zip(inputs[1:], self.weights[1:], strict=True):
-            result = result + tensor @ weight
+            result = result + _product(tensor, weight, self.placement)
         return result + self.bias if np.any(self.bias) else result
 
     def simulate(self, inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
@@ -97,7 +137,7 @@ class Affine(Layer):
 
     def bound(self, input_bounds: Sequence[float]) -> tuple[float, float]:
         products = [
-            b * float(np.max(np.abs(w).sum(axis=0), initial=0.0))
+            b * float(np.max(_column_abs_sums(w), initial=0.0))
             for w, b in zip(self.weights, input_bounds, strict=True)
         ]
         total = sum(products)
@@ -106,15 +146,48 @@ class Affine(Layer):
 
     def error_bound(self, input_errors: Sequence[float]) -> float:
         per_output = sum(
-            np.abs(w).sum(axis=0) * e for w, e in zip(self.weights, input_errors, strict=True)
+            _column_abs_sums(w) * e for w, e in zip(self.weights, input_errors, strict=True)
         )
         return float(np.max(per_output, initial=0.0))
 
+    def noise(self, input_noises: Sequence[float]) -> float:
+        """Independent errors add in quadrature: a column's L2 norm, not its L1 norm."""
+        squares = sum(
+            _column_square_sums(w) * e * e
+            for w, e in zip(self.weights, input_noises, strict=True)
+        )
+        return float(np.sqrt(np.max(squares, initial=0.0)))
+
     def describe(self) -> str:
         shapes = " + ".join(f"{i}x{o}" for i, o in self.matmul_shapes)
-        nonzero = sum(int(np.count_nonzero(w)) for w in self.weights)
-        total = sum(w.size for w in self.weights)
+        nonzero = sum(
+            w.nnz if isinstance(w, SparseMatrix) else int(np.count_nonzero(w))
+            for w in self.weights
+        )
+        total = sum(w.shape[0] * w.shape[1] for w in self.weights)
+        if self.convolution is not None:
+            c, h, w = self.convolution.in_shape
+            co, ho, wo = self.convolution.out_shape
+            return (f"Convolution {c}x{h}x{w} -> {co}x{ho}x{wo} (sparse, {nonzero} of {total} "
+                    "weights)")
         return f"Affine {shapes} ({nonzero}/{total} weights non-zero)"
+
+
+def _product(tensor: PrivateTensor, weight: np.ndarray | SparseMatrix,
+             placement: np.ndarray | None) -> PrivateTensor:
+    """``tensor @ weight``: through the backend's sparse product where it has one (it also
+    places per-sample outputs), else as a dense matrix."""
+    hook = getattr(tensor.backend, "matmul_sparse", None)
+    if hook is None:
+        dense = weight.to_dense() if isinstance(weight, SparseMatrix) else weight
+        return tensor @ dense
+    if tensor.ndim == 0 or tensor.shape[-1] != weight.shape[0]:
+        raise ShapeMismatchError(
+            f"cannot multiply a private tensor of shape {tensor.shape} by a {weight.shape[0]}x"
+            f"{weight.shape[1]} matrix"
+        )
+    native = hook(tensor.data, weight, placement)
+    return PrivateTensor(tensor.backend, native, (*tensor.shape[:-1], weight.shape[1]))
 
 
 @dataclass

@@ -23,6 +23,12 @@ from pets.backends.base import Backend, Requirements
 from pets.compiler.approximate import Approximation
 from pets.compiler.build import Program
 from pets.compiler.layers import Affine, Layer, Polynomial
+from pets.compiler.placement import (
+    assign_placements,
+    describe_gather,
+    describe_products,
+    first_product_layer,
+)
 from pets.compiler.precision import noise_gain, plan_ranges, target_precision
 from pets.errors import CompileError, ShapeMismatchError
 from pets.tensor import PrivateTensor
@@ -97,9 +103,18 @@ class PrivateModel:
         self.ranges = plan_ranges(self.layers, self._input_name, self.input_bound,
                                   self._layer_maxima(example))
         #: output error per unit of noise, from each source and in total
-        self.noise_gain = noise_gain(self.layers, self._input_name, self._output_name)
+        self.noise_gain = noise_gain(self.layers, self._input_name, self._output_name, example)
         #: the largest output error the backend's parameters are sized for
         self.precision = target_precision(precision, expected)
+        #: where a per-sample packing puts each value (see :mod:`pets.compiler.placement`)
+        self.placements = assign_placements(self.layers, self._input_name, self.input_shape)
+        extra: dict[str, Any] = {
+            "noise_gain": self.noise_gain["total"], "precision": self.precision,
+            "products": describe_products(self.layers, self.placements),
+        }
+        gather = describe_gather(first_product_layer(self.layers, self._input_name))
+        if gather is not None:
+            extra["gather"] = gather
         #: what the backend was prepared for
         self.requirements = Requirements(
             depth=self.depth,
@@ -107,7 +122,7 @@ class PrivateModel:
             max_rows=max_rows or len(example),
             first_product=self._first_product(),
             max_abs=max(self.ranges.largest, max(ranges.values(), default=0.0)),
-            extra={"noise_gain": self.noise_gain["total"], "precision": self.precision},
+            extra=extra,
         )
 
     # ---- shapes and costs -----------------------------------------------------

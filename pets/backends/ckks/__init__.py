@@ -35,10 +35,17 @@ from pets.backends.ckks import seal_io
 from pets.backends.ckks.arithmetic import Arithmetic
 from pets.backends.ckks.keys import KeySet
 from pets.backends.ckks.layouts import BATCHED, PER_SAMPLE, CKKSData, Packing, as_matrix
-from pets.backends.ckks.matvec import can_stage, next_power_of_two, plan_matvec, staged_steps
+from pets.backends.ckks.matvec import (
+    Gather,
+    can_stage,
+    next_power_of_two,
+    plan_matvec,
+    staged_steps,
+)
 from pets.backends.ckks.params import CKKSParameters, choose_parameters
 from pets.errors import ParameterError, SerializationError, ValueRangeError
 from pets.registry import register_backend
+from pets.slots import SparseMatrix, decode_ints, encode_ints, key_steps, plan_diagonals
 
 __all__ = ["CKKSBackend", "CKKSParameters", "choose_parameters"]
 
@@ -58,6 +65,8 @@ def matrix_axes(
 
 #: up to this many samples a tensor is packed per sample (latency), else batched
 PER_SAMPLE_MAX_ROWS = 16
+#: a first product's input is gathered (im2col) if that takes at most this many ciphertexts
+MAX_GATHERED_CIPHERTEXTS = 64
 
 
 @register_backend("ckks")
@@ -184,16 +193,55 @@ class CKKSBackend(Backend):
                    if self._keys is None or self._options["coeff_mod_bit_sizes"] is None else
                    "leave coeff_mod_bit_sizes unset so that compile sizes the first prime")
             )
+        if self.keys.has_secret_key:
+            self.keys.ensure_rotations(self.rotation_steps(requirements))
+
+    def rotation_steps(self, requirements: Requirements) -> set[int]:
+        """The rotation keys a computation with ``requirements`` uses (powers of two)."""
+        slots = self.params.slots
         steps: set[int] = set()
-        slots = params.slots
-        for n, m in requirements.matmul_shapes:
-            steps |= plan_matvec(n, m, self._baby).steps
+        products = _products(requirements)
+        if products is None:  # only the shapes are known: ordinary placements
+            for n, m in requirements.matmul_shapes:
+                steps |= key_steps(list(plan_matvec(n, m, self._baby).steps), slots)
+        else:
+            for period_in, period_out, offsets in products:
+                if max(period_in, period_out) <= slots:
+                    plan = plan_diagonals(period_in, period_out, offsets, self._baby)
+                    steps |= key_steps(plan.rotation_steps(), slots)
         first = requirements.first_product
-        if first is not None and can_stage(*first, slots):
+        gather = self._gather(requirements)
+        if gather is not None:
+            steps |= gather.steps(slots)
+        elif first is not None and can_stage(*first, slots):
             # a model's per-sample input is staged for its first product (see matvec)
             steps |= staged_steps(plan_matvec(*first).d, slots)
-        if steps and self.keys.has_secret_key:
-            self.keys.ensure_rotations(steps)
+        return steps
+
+    def _gather(self, requirements: Requirements | None) -> Gather | None:
+        """The gather table a model's requirements describe for its first product, if the
+        input is to be gathered (few enough ciphertexts per sample)."""
+        if requirements is None or requirements.first_product is None:
+            return None
+        described = (requirements.extra or {}).get("gather")
+        if not described:
+            return None
+        try:
+            n, m = requirements.first_product
+            outputs, terms = int(described["outputs"]), int(described["terms"])
+            if outputs != m or not 1 <= terms <= n:
+                raise ValueError(f"a {outputs}x{terms} table for a {n}x{m} product")
+            table = decode_ints(described["table"], outputs * terms, low=-1, high=n)
+            placement = described.get("placement")
+            place = None if placement is None else decode_ints(placement, m, low=0,
+                                                               high=self.params.slots)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SerializationError(f"the requirements' gather table is malformed: {exc}") from exc
+        gather = Gather(table.reshape(outputs, terms), place)
+        slots = self.params.slots
+        if gather.period > slots or gather.ciphertexts(slots) > MAX_GATHERED_CIPHERTEXTS:
+            return None
+        return gather
 
     @property
     def default_layout(self) -> str:
@@ -269,7 +317,8 @@ class CKKSBackend(Backend):
                 layout = BATCHED
         self._check_range(matrix)
         first = None if requirements is None else requirements.first_product
-        return self._packing.encrypt(matrix, layout, first)
+        gather = self._gather(requirements) if layout == PER_SAMPLE else None
+        return self._packing.encrypt(matrix, layout, first, gather)
 
     def _check_range(self, matrix: np.ndarray) -> None:
         limit = self.params.max_abs_value
@@ -320,8 +369,15 @@ class CKKSBackend(Backend):
         return replace(a, cts=tuple(tuple(arith.negate(ct) for ct in g) for g in a.cts))
 
     def matmul_plain(self, a: CKKSData, matrix: np.ndarray) -> CKKSData:
-        out = self._packing.matmul(a, matrix)
-        column_sums = np.abs(matrix).sum(axis=0)
+        return self.matmul_sparse(a, matrix, None)
+
+    def matmul_sparse(self, a: CKKSData, matrix: np.ndarray | SparseMatrix,
+                      placement: np.ndarray | None) -> CKKSData:
+        """``a @ matrix`` for a dense or sparse matrix; a per-sample result sits at
+        ``placement`` (a compiled convolution's canvas, :mod:`pets.slots`)."""
+        out = self._packing.matmul(a, matrix, placement)
+        column_sums = (matrix.column_abs_sums() if isinstance(matrix, SparseMatrix)
+                       else np.abs(matrix).sum(axis=0))
         return self._bounded(out, a.bound * float(np.max(column_sums, initial=0.0)),
                              "matrix product", a)
 
@@ -372,7 +428,8 @@ class CKKSBackend(Backend):
     def _dump_tensor(self, a: CKKSData) -> tuple[dict[str, Any], list[bytes]]:
         meta = {"layout": a.layout, "rows": a.rows, "cols": a.cols,
                 "groups": [len(g) for g in a.cts], "replicated": a.replicated,
-                "staged_for": a.staged_for, "bound": a.bound}
+                "staged_for": a.staged_for, "bound": a.bound, "gathered": a.gathered,
+                "placement": None if a.placement is None else encode_ints(a.placement)}
         return meta, [seal_io.dump(ct, "a ciphertext") for ct in a.flat()]
 
     def _load_tensor(self, meta: dict[str, Any], blobs: list[bytes]) -> CKKSData:
@@ -383,21 +440,32 @@ class CKKSBackend(Backend):
             staged = meta.get("staged_for")
             staged_for = None if staged is None else (int(staged[0]), int(staged[1]))
             bound = float(meta.get("bound", self.params.max_abs_value))
+            gathered = bool(meta.get("gathered", False))
+            placement = meta.get("placement")
+            place = None if placement is None else decode_ints(
+                placement, cols, low=0, high=self.params.slots)
+            if place is not None and len(np.unique(place)) != cols:
+                raise ValueError("a placement puts two features at one slot")
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise SerializationError(f"CKKS tensor bytes have a malformed header: {exc}") from exc
         slots = self.params.slots
         if rows < 1 or cols < 1:
             raise SerializationError(f"CKKS tensor bytes announce a {rows}x{cols} tensor")
+        per_row = groups[0] if gathered and groups and 1 <= groups[0] <= 1024 else 1
         expected = (
-            [cols] * (-(-rows // slots)) if layout == BATCHED else [1] * rows
+            [cols] * (-(-rows // slots)) if layout == BATCHED else [per_row] * rows
         )
         if layout not in self.layouts or groups != expected or sum(groups) != len(blobs):
             raise SerializationError(
                 f"CKKS tensor bytes hold {len(blobs)} ciphertexts in groups {groups[:4]}..., "
                 f"which does not match a {layout} {rows}x{cols} tensor; they are corrupted"
             )
-        if staged_for is not None and (layout != PER_SAMPLE or staged_for[0] != cols
-                                       or not can_stage(*staged_for, slots)):
+        if (gathered or place is not None) and layout != PER_SAMPLE:
+            raise SerializationError("CKKS tensor bytes give a batched tensor a slot placement")
+        if gathered and staged_for is None:
+            raise SerializationError("CKKS tensor bytes say gathered but not for which product")
+        if staged_for is not None and (layout != PER_SAMPLE or staged_for[0] != cols or not (
+                gathered or can_stage(*staged_for, slots))):
             raise SerializationError(
                 f"CKKS tensor bytes say they are staged for a {staged_for} product, which a "
                 f"{layout} {rows}x{cols} tensor cannot be; they are corrupted or forged"
@@ -417,7 +485,8 @@ class CKKSBackend(Backend):
         levels = {arith.level(ct).index for g in cts for ct in g}
         if len(levels) > 1:
             raise SerializationError("the ciphertexts of one tensor are at different levels")
-        data = CKKSData(layout, rows, cols, tuple(cts), replicated, staged_for, loaded=True)
+        data = CKKSData(layout, rows, cols, tuple(cts), replicated, staged_for, loaded=True,
+                        placement=place, gathered=gathered)
         try:
             return self._bounded(data, bound, "tensor")
         except ValueRangeError as exc:
@@ -496,6 +565,24 @@ class CKKSBackend(Backend):
         backend._keys = keys
         backend._public_only = not keys.has_secret_key
         return backend
+
+
+def _products(requirements: Requirements) -> list[tuple[int, int, list[int]]] | None:
+    """The per-sample products a compiled model describes in ``extra["products"]``."""
+    described = (requirements.extra or {}).get("products")
+    if described is None:
+        return None
+    try:
+        products = [(int(p["period_in"]), int(p["period_out"]), [int(k) for k in p["offsets"]])
+                    for p in described]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SerializationError(f"the requirements' products are malformed: {exc}") from exc
+    for period_in, period_out, offsets in products:
+        if any(p < 1 or p > 1 << 20 or p & (p - 1) for p in (period_in, period_out)) or any(
+            not 0 <= k < min(period_in, period_out) for k in offsets
+        ):
+            raise SerializationError("the requirements describe an impossible product")
+    return products
 
 
 def _largest(plain: np.ndarray) -> float:

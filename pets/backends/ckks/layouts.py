@@ -17,10 +17,13 @@ from typing import Any
 import numpy as np
 
 from pets.backends.ckks.arithmetic import Arithmetic
-from pets.backends.ckks.matvec import MatVec, can_stage, next_power_of_two, stage
+from pets.backends.ckks.matvec import Gather, MatVec, can_stage, next_power_of_two, stage
 from pets.errors import LayoutMismatchError, ShapeMismatchError, UnsupportedOperationError
+from pets.slots import SparseMatrix, period_of
 
 __all__ = ["BATCHED", "PER_SAMPLE", "CKKSData", "Packing", "as_matrix"]
+
+Matrix = np.ndarray | SparseMatrix
 
 BATCHED = "batched"
 PER_SAMPLE = "per_sample"
@@ -43,7 +46,10 @@ class CKKSData:
     ``replicated`` marks a batched tensor whose every slot holds the value of
     row 0 (after a sum over samples), so unused slots are not zero.
     ``staged_for`` marks per-sample input laid out for its first product
-    (:func:`~pets.backends.ckks.matvec.stage`): only that product may follow.
+    (:func:`~pets.backends.ckks.matvec.stage`, or gathered: ``gather``, several
+    ciphertexts per sample): only that product may follow. ``placement`` puts the
+    features of a per-sample tensor at other slots than the ordinary ones
+    (:mod:`pets.slots`).
     ``bound`` is an upper bound on every ``|value|`` it holds, tracked through each
     operation without decrypting, so an operation whose result could wrap around
     the modulus is refused instead of returning garbage; ``loaded`` says the data
@@ -60,6 +66,12 @@ class CKKSData:
     bound: float = 0.0
     #: made from bytes (or from an operation on such data), not encrypted here
     loaded: bool = False
+    #: per-sample only: the slot of each feature (None: feature f at slot f)
+    placement: np.ndarray | None = None
+    #: a per-sample input gathered for a sparse first product (``staged_for`` says which);
+    #: ``gather`` (the client's table) is known where it was encrypted, not where loaded
+    gathered: bool = False
+    gather: Gather | None = None
 
     def flat(self) -> list[Any]:
         return [ct for group in self.cts for ct in group]
@@ -88,11 +100,12 @@ class Packing:
         slots[: len(values)] = values
         return slots
 
-    def _replicated_row(self, values: np.ndarray, period: int | None = None) -> np.ndarray:
-        """A row repeated with power-of-two period over every slot, zero-padded."""
-        period = period or next_power_of_two(len(values))
+    def _replicated_row(self, values: np.ndarray, placement: np.ndarray | None = None
+                        ) -> np.ndarray:
+        """A row at its placement, repeated with power-of-two period over every slot."""
+        period = period_of(placement, len(values))
         block = np.zeros(period)
-        block[: len(values)] = values
+        block[np.arange(len(values)) if placement is None else placement] = values
         return np.tile(block, self.slots // period)
 
     def check_fits(self, layout: str, cols: int) -> None:
@@ -105,10 +118,19 @@ class Packing:
     # ---- encrypt / decrypt ----------------------------------------------------
 
     def encrypt(self, matrix: np.ndarray, layout: str,
-                first_product: tuple[int, int] | None = None) -> CKKSData:
+                first_product: tuple[int, int] | None = None,
+                gather: Gather | None = None) -> CKKSData:
         rows, cols = matrix.shape
         self.check_fits(layout, cols)
         largest = float(np.max(np.abs(matrix), initial=0.0))
+        if (layout == PER_SAMPLE and first_product is not None and gather is not None
+                and first_product[0] == cols and gather.period <= self.slots):
+            cts = tuple(
+                tuple(self.arith.encrypt(v) for v in gather.stage(row, self.slots))
+                for row in matrix
+            )
+            return CKKSData(layout, rows, cols, cts, staged_for=first_product, bound=largest,
+                            gathered=True, gather=gather)
         if (layout == PER_SAMPLE and first_product is not None and first_product[0] == cols
                 and can_stage(*first_product, self.slots)):
             n, m = first_product
@@ -134,7 +156,28 @@ class Packing:
             ]
             stacked = np.concatenate([c[: self.slots] for c in chunks], axis=0)
             return stacked[: data.rows, : data.cols]
-        return np.stack([self.arith.decrypt(group[0])[: data.cols] for group in data.cts])
+        if data.gathered and data.gather is None:
+            raise LayoutMismatchError(
+                "this input was gathered (im2col) for a model's first product where it was "
+                "encrypted; decrypt it there, or run the model on it"
+            )
+        if data.gather is not None:  # scatter the windows back onto the image
+            gather = data.gather
+            place = np.arange(gather.outputs) if gather.placement is None else gather.placement
+            rows = []
+            for group in data.cts:
+                slots = np.concatenate([self.arith.decrypt(ct) for ct in group])
+                terms = np.zeros((gather.outputs, gather.ciphertexts(self.slots)
+                                  * gather.blocks(self.slots)))
+                for t in range(terms.shape[1]):
+                    q, b = divmod(t, gather.blocks(self.slots))
+                    terms[:, t] = slots[q * self.slots + b * gather.period + place]
+                row = np.zeros(data.cols + 1)
+                row[gather.table] = terms[:, : gather.terms]
+                rows.append(row[: data.cols])
+            return np.stack(rows)
+        where: Any = slice(0, data.cols) if data.placement is None else data.placement
+        return np.stack([self.arith.decrypt(group[0])[where] for group in data.cts])
 
     # ---- element-wise ----------------------------------------------------------
 
@@ -175,7 +218,7 @@ class Packing:
             return replace(a, cts=tuple(cts))
         return replace(
             a,
-            cts=tuple((op(group[0], self._replicated_row(full[r])),)
+            cts=tuple((op(group[0], self._replicated_row(full[r], a.placement)),)
                       for r, group in enumerate(a.cts)),
         )
 
@@ -231,10 +274,12 @@ class Packing:
             cts = tuple(sum((g[i] for g in groups), ()) for i in range(len(first.cts)))
             return CKKSData(BATCHED, first.rows, sum(p.cols for p in parts), cts,
                             all(p.replicated for p in parts))
-        if first.layout == PER_SAMPLE and axis == 0 and len(shapes[0]) == 2:
+        if first.layout == PER_SAMPLE and axis == 0 and len(shapes[0]) == 2 and all(
+            _same_placement(p.placement, first.placement) for p in parts
+        ):
             flat = self.arith.align(*(ct for p in parts for ct in p.flat()))
             return CKKSData(PER_SAMPLE, sum(p.rows for p in parts), first.cols,
-                            tuple((ct,) for ct in flat))
+                            tuple((ct,) for ct in flat), placement=first.placement)
         raise UnsupportedOperationError(
             f"the ckks backend cannot join {first.layout} tensors along axis {axis}: it joins "
             "batched tensors by columns (axis 1) and per_sample tensors by rows (axis 0) only; "
@@ -246,7 +291,8 @@ class Packing:
     def sum_rows(self, a: CKKSData) -> CKKSData:
         self.unstaged(a)
         if a.layout == PER_SAMPLE:
-            return CKKSData(a.layout, 1, a.cols, ((self.arith.add_many(a.flat()),),))
+            return CKKSData(a.layout, 1, a.cols, ((self.arith.add_many(a.flat()),),),
+                            placement=a.placement)
         if a.replicated:
             columns = list(a.cts[0])
         else:
@@ -263,29 +309,74 @@ class Packing:
         if a.layout == BATCHED:
             cts = tuple((self.arith.add_many(list(chunk)),) for chunk in a.cts)
             return CKKSData(a.layout, a.rows, 1, cts, a.replicated)
+        if a.placement is not None:
+            raise UnsupportedOperationError(
+                "the ckks backend cannot sum the features of this per_sample tensor: a "
+                "compiled convolution left them at scattered slots, with other values between "
+                "them; multiply by a matrix of ones instead (x @ numpy.ones((n, 1)))"
+            )
         period = next_power_of_two(a.cols)
         cts = tuple((self.arith.sum_slots(group[0], period),) for group in a.cts)
         return CKKSData(a.layout, a.rows, 1, cts)
 
-    def matmul(self, a: CKKSData, matrix: np.ndarray) -> CKKSData:
+    def matmul(self, a: CKKSData, matrix: Matrix,
+               placement: np.ndarray | None = None) -> CKKSData:
+        """``a @ matrix`` (dense or sparse); a per-sample result sits at ``placement``."""
         out_cols = matrix.shape[1]
         if a.layout == BATCHED:
             chunks = []
+            columns_of = _columns(matrix)
             for chunk in a.cts:
                 level = self.arith.below(self.arith.level(chunk[0]), "a matrix product")
-                columns = [self.arith.linear_combination(chunk, matrix[:, j])
-                           for j in range(out_cols)]
+                columns = [
+                    self.arith.linear_combination([chunk[i] for i in rows], weights)
+                    if len(rows) else None
+                    for rows, weights in columns_of
+                ]
                 chunks.append(tuple(self._or_zero(ct, level) for ct in columns))
             return CKKSData(a.layout, a.rows, out_cols, tuple(chunks), a.replicated)
+        if placement is not None and period_of(placement, out_cols) > self.slots:
+            placement = None
         self.check_fits(PER_SAMPLE, max(a.cols, out_cols))
         if a.staged_for not in (None, matrix.shape):
             self.unstaged(a)
-        apply = self.matvec.apply if a.staged_for is None else self.matvec.apply_staged
         rows = []
         for group in a.cts:
             level = self.arith.below(self.arith.level(group[0]), "a matrix product")
-            rows.append((self._or_zero(apply(group[0], matrix), level),))
-        return CKKSData(a.layout, a.rows, out_cols, tuple(rows))
+            if a.gathered:
+                gather = Gather.of(matrix, placement)
+                if len(group) != gather.ciphertexts(self.slots):
+                    raise LayoutMismatchError(
+                        f"this input was gathered into {len(group)} ciphertexts per sample for "
+                        f"a first product needing {gather.ciphertexts(self.slots)}; encrypt it "
+                        "with this model's model.encrypt(x) (or the requirements it describes)"
+                    )
+                ct = self.matvec.apply_gathered(group, matrix, gather)
+            elif a.staged_for is not None:
+                assert isinstance(matrix, np.ndarray)
+                ct = self.matvec.apply_staged(group[0], matrix)
+                placement = None
+            else:
+                ct = self.matvec.apply(group[0], matrix, a.placement, placement)
+            rows.append((self._or_zero(ct, level),))
+        return CKKSData(a.layout, a.rows, out_cols, tuple(rows), placement=placement)
 
     def _or_zero(self, ct: Any, level: Any) -> Any:
         return self.arith.zero_like(level) if ct is None else ct
+
+
+def _columns(matrix: Matrix) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each column's non-zero rows and weights."""
+    if isinstance(matrix, SparseMatrix):
+        order = np.lexsort((matrix.rows, matrix.cols))
+        rows, cols, values = matrix.rows[order], matrix.cols[order], matrix.values[order]
+        bounds = np.searchsorted(cols, np.arange(matrix.shape[1] + 1))
+        return [(rows[bounds[j]:bounds[j + 1]], values[bounds[j]:bounds[j + 1]])
+                for j in range(matrix.shape[1])]
+    return [(np.arange(matrix.shape[0]), matrix[:, j]) for j in range(matrix.shape[1])]
+
+
+def _same_placement(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return (a is None and b is None) or (
+        a is not None and b is not None and a.shape == b.shape and bool(np.array_equal(a, b))
+    )

@@ -9,8 +9,8 @@ A chain is ``[first, scale x depth, special]``:
 
 * the **scale** (``2**scale_bits``, also the size of every middle prime) sets
   the precision: each operation adds noise of about
-  ``NOISE_FACTOR * sqrt(N) / 2**scale_bits`` to a value (measured; the largest
-  over a ciphertext's slots). Given a target output error and how much the
+  ``NOISE_FACTOR * sqrt(N) / 2**scale_bits`` to a value (twice the measured
+  standard deviation). Given a target output error and how much the
   computation amplifies noise (its *noise gain*), the smallest scale that meets
   the target is chosen, so that the smallest ring can hold the chain;
 * the **first prime** holds the integer part of the largest value at the
@@ -44,14 +44,16 @@ __all__ = [
 MAX_MODULUS_BITS_128 = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881}
 #: integer bits above the scale when nothing says how large values get (|x| < 2**19)
 INTEGER_BITS = 20
-#: headroom above the largest value a computation is known to produce (2**5 = 32x)
-HEADROOM_BITS = 5
+#: headroom above the largest value a computation is known to produce (2x: the bounds
+#: compile computes are sound, or already include the headroom a calibration is trusted with)
+HEADROOM_BITS = 1
 #: the key-switching ("special") prime: key-switching noise shrinks as it grows past the
 #: data primes, so it takes SEAL's largest prime size (rotation error ~1e-7 instead of ~5e-5)
 SPECIAL_PRIME_BITS = 60
-#: largest error of one operation, in units of ``sqrt(N) / scale`` (measured over 16k slots:
-#: encryption ~120, a product ~190, a plaintext matrix product ~500)
-NOISE_FACTOR = 300.0
+#: error one operation adds to a value, in units of ``sqrt(N) / scale``: the standard
+#: deviation measured over 16k slots (encryption ~27, a product ~42), doubled for safety;
+#: a model's noise gain (measured in the clear, pets.compiler.precision) multiplies it
+NOISE_FACTOR = 100.0
 _SCALES = (40, 36, 33, 30)  # preferred scale bits without a precision target, most precise first
 _DEGREES = (8192, 16384, 32768)
 #: no automatic scale below this (precision) nor above (the first prime would not fit)
@@ -67,7 +69,7 @@ def integer_bits_for(max_abs: float) -> int:
     """Integer bits that hold ``|values| <= max_abs`` with :data:`HEADROOM_BITS` of headroom.
 
     >>> integer_bits_for(30.0)
-    11
+    7
     """
     if not max_abs > 0:
         return 1 + HEADROOM_BITS

@@ -55,7 +55,8 @@ class PlaintextCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get_or_make(self, key: Hashable, guard: Any, make: Callable[[], Any], size: int) -> Any:
+    def get_or_make(self, key: Hashable, guard: Any, make: Callable[[], Any],
+                    size: int | Callable[[Any], int]) -> Any:
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and (entry[2] is None or entry[2]() is not None):
@@ -64,6 +65,8 @@ class PlaintextCache:
             if entry is not None:  # the matrix it was made for is gone: its id may be reused
                 self._drop(key)
         value = make()
+        if callable(size):
+            size = size(value)
         with self._lock:
             if size <= self.max_bytes:
                 if key in self._entries:
