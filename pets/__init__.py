@@ -48,7 +48,7 @@ from pets.tensor import PrivateTensor, concat
 
 if TYPE_CHECKING:
     from pets import attacks, dp, functions, nn
-    from pets.compiler import PrivateModel, compile
+    from pets.compiler import PrivateModel, compile, load_model
     from pets.parties import Party, run_parties
 
 __version__ = "0.1.0"
@@ -92,6 +92,7 @@ __all__ = [
     "functions",
     "dp",
     "load_backend",
+    "load_model",
     "load_tensor",
     "measure",
     "nn",
@@ -105,6 +106,7 @@ __all__ = [
 _LAZY = {
     "compile": "pets.compiler",
     "PrivateModel": "pets.compiler",
+    "load_model": "pets.compiler",
     "attacks": "pets.attacks",
     "dp": "pets.dp",
     "functions": "pets.functions",
@@ -114,9 +116,12 @@ _LAZY = {
 }
 
 
-def load_tensor(data: bytes, backend: Backend) -> PrivateTensor:
-    """Load a tensor from ``PrivateTensor.to_bytes()`` under ``backend``'s keys."""
-    return backend.load_tensor(data)
+def load_tensor(data: bytes, backend: Backend, *, key: bytes | None = None) -> PrivateTensor:
+    """Load a tensor from ``PrivateTensor.to_bytes()`` under ``backend``'s keys.
+
+    ``key``: the HMAC key the bytes were authenticated with (``to_bytes(key=...)``).
+    """
+    return backend.load_tensor(data, key=key)
 
 
 def __getattr__(name: str) -> Any:

@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 __all__ = [
-    "Measurement", "measure", "record_bytes", "record_extra", "record_round", "record_serialized",
+    "Measurement", "measure", "record_bytes", "record_extra", "record_received", "record_round",
+    "record_serialized",
 ]
 
 _ACTIVE: list[Measurement] = []
@@ -39,6 +40,7 @@ class Measurement:
     cpu_seconds: float = 0.0
     peak_memory_bytes: int = 0
     bytes_sent: int = 0
+    bytes_received: int = 0
     bytes_serialized: int = 0
     rounds: int = 0
     extra: dict[str, float] = field(default_factory=dict)
@@ -47,7 +49,8 @@ class Measurement:
         return (
             f"{self.label or 'measured'}: {self.seconds:.3f} s wall, {self.cpu_seconds:.3f} s CPU, "
             f"peak +{self.peak_memory_bytes / 2**20:.1f} MiB, "
-            f"{self.bytes_sent / 2**20:.2f} MiB sent, {self.rounds} rounds, "
+            f"{self.bytes_sent / 2**20:.2f} MiB sent, {self.bytes_received / 2**20:.2f} MiB "
+            f"received, {self.rounds} rounds, "
             f"{self.bytes_serialized / 2**20:.2f} MiB serialised"
         )
 
@@ -74,6 +77,13 @@ def record_serialized(count: int) -> None:
     with _LOCK:
         for m in _ACTIVE:
             m.bytes_serialized += count
+
+
+def record_received(count: int) -> None:
+    """Count ``count`` bytes as received from another party in every active measurement."""
+    with _LOCK:
+        for m in _ACTIVE:
+            m.bytes_received += count
 
 
 def record_extra(key: str, amount: float) -> None:

@@ -89,7 +89,7 @@ def backend(name: str, **options: Any) -> Backend:
     return backend_class(name)(**options)
 
 
-def load_backend(data: bytes) -> Backend:
+def load_backend(data: bytes, *, key: bytes | None = None) -> Backend:
     """Load a backend serialised with :meth:`Backend.to_bytes` (its class from the bytes' label).
 
     >>> import pets
@@ -99,7 +99,7 @@ def load_backend(data: bytes) -> Backend:
     """
     from pets.serialization import unpack
 
-    envelope = unpack(data, kind="backend")
+    envelope = unpack(data, kind="backend", key=key)
     return backend_class(envelope.backend)._load_keys(
         envelope.key_id, envelope.meta, envelope.blobs
     )

@@ -114,11 +114,11 @@ def decrypt(backend: Backend, tensor: PrivateTensor, *, to: int | None = None) -
     return None if values is None else np.asarray(values).reshape(tensor.shape)
 
 
-def load_tensor(backend: Backend, data: bytes) -> PrivateTensor:
+def load_tensor(backend: Backend, data: bytes, *, key: bytes | None = None) -> PrivateTensor:
     """``backend.load_tensor``: check the envelope and its shape before the backend parses it."""
     from pets.backends.base import MAX_ELEMENTS
 
-    envelope = unpack(data, kind="tensor")
+    envelope = unpack(data, kind="tensor", key=key)
     if envelope.backend != backend.name or envelope.key_id != backend.key_id:
         raise KeyMismatchError(
             f"these bytes hold a {envelope.backend} tensor under key {envelope.key_id}, "
@@ -246,9 +246,14 @@ class PrivateTensor:
             "arithmetic such as x * (x > 0) instead of branching on it)"
         )
 
-    def to_bytes(self) -> bytes:
-        """Serialise ciphertexts or shares (never a key); load with ``pets.load_tensor``."""
-        return self.backend.tensor_to_bytes(self)
+    def to_bytes(self, *, key: bytes | None = None) -> bytes:
+        """Serialise ciphertexts or shares (never a key); load with ``pets.load_tensor``.
+
+        ``key`` (16 bytes or more) authenticates the bytes with HMAC-SHA256, so that an
+        active attacker cannot forge or alter them (the default checksum only catches
+        accidents; see docs/security.md).
+        """
+        return self.backend.tensor_to_bytes(self, key=key)
 
     # ---- operand handling ---------------------------------------------------
 

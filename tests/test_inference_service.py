@@ -66,6 +66,7 @@ def test_client_gets_the_models_answers_from_a_server_without_the_key(
     traffic = client.traffic
     assert traffic.key_bytes > 1 << 20 and traffic.request_bytes > 8 * 100_000
     assert cost.bytes_sent == traffic.key_bytes + traffic.request_bytes
+    assert cost.bytes_received >= traffic.response_bytes > 0  # + descriptions and receipts
     assert cost.rounds == traffic.requests == 6  # model, session, 3 inferences, close
     assert "public key set" in server.log() and "bytes in" in server.log()
 
@@ -176,7 +177,7 @@ def test_pets_infer_and_serve_on_the_command_line(server: Server, tmp_path: Path
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "MiB sent, 4 rounds" in result.stdout and "traffic: 4 requests" in result.stdout
+    assert "MiB received, 4 rounds" in result.stdout and "traffic: 4 requests" in result.stdout
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), torch_outputs(model_files[2], x),
                                atol=TOLERANCE)
 

@@ -163,7 +163,7 @@ class Requirements:
             functions = data.get("functions", [])
             if not isinstance(functions, list) or not all(isinstance(f, str) for f in functions):
                 raise SerializationError("requirements: functions must be a list of names")
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise SerializationError(f"requirements are malformed: {exc}") from exc
         if not np.isfinite(max_abs) or max_abs < 0:
             raise SerializationError(
@@ -234,17 +234,18 @@ class Backend(ABC):
 
         return decrypt(self, tensor, to=to)
 
-    def load_tensor(self, data: bytes) -> PrivateTensor:
-        """Load a tensor serialised with ``PrivateTensor.to_bytes()`` under this backend's keys."""
+    def load_tensor(self, data: bytes, *, key: bytes | None = None) -> PrivateTensor:
+        """Load a tensor serialised with ``PrivateTensor.to_bytes()`` under this backend's keys
+        (``key``: the HMAC key it was authenticated with, if any)."""
         from pets.tensor import load_tensor
 
-        return load_tensor(self, data)
+        return load_tensor(self, data, key=key)
 
-    def tensor_to_bytes(self, tensor: PrivateTensor) -> bytes:
-        """Serialise a tensor (ciphertexts or shares; never a key)."""
+    def tensor_to_bytes(self, tensor: PrivateTensor, *, key: bytes | None = None) -> bytes:
+        """Serialise a tensor (ciphertexts or shares; never a key); ``key`` authenticates it."""
         meta, blobs = self._dump_tensor(tensor.data)
         meta = {**meta, "shape": list(tensor.shape)}
-        data = pack(Envelope("tensor", self.name, self.key_id, meta, blobs))
+        data = pack(Envelope("tensor", self.name, self.key_id, meta, blobs), key=key)
         record_serialized(len(data))
         return data
 
@@ -282,14 +283,15 @@ class Backend(ABC):
                 "encrypt every operand with the same backend object (or its .public() copy)"
             )
 
-    def to_bytes(self, *, include_secret_key: bool = False) -> bytes:
+    def to_bytes(self, *, include_secret_key: bool = False, key: bytes | None = None) -> bytes:
         """Serialise parameters and keys.
 
         The secret key is left out unless ``include_secret_key=True``: send the
         default bytes to a server, keep the others (they decrypt everything) private.
+        ``key`` (16+ bytes) authenticates the bytes with HMAC-SHA256 (``load_backend(key=)``).
         """
         meta, blobs = self._dump_keys(include_secret_key=include_secret_key)
-        data = pack(Envelope("backend", self.name, self.key_id, meta, blobs))
+        data = pack(Envelope("backend", self.name, self.key_id, meta, blobs), key=key)
         record_serialized(len(data))
         return data
 

@@ -31,7 +31,7 @@ from pets.errors import (
     ShapeMismatchError,
     UnsupportedModelError,
 )
-from pets.measure import record_bytes, record_round
+from pets.measure import record_bytes, record_received, record_round
 from protocols.service.schemas import ErrorAnswer, ModelDescription, SessionCreated
 
 __all__ = ["InferenceClient", "Traffic", "remote_error"]
@@ -230,6 +230,7 @@ class InferenceClient:
         record_round()
         self.traffic.requests += 1
         answer = b"".join(chunks)
+        record_received(len(answer))
         if not 200 <= response.status_code < 300:  # no redirects are followed either
             raise self._error(response.status_code, answer)
         return answer
