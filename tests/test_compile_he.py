@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import pytest
@@ -128,3 +129,75 @@ def test_a_cnn_runs_batched_too() -> None:
     batch = model.encrypt(x.numpy())
     assert batch.layout == "batched"
     np.testing.assert_allclose(model.decrypt(model(batch)), _torch64(module, x), atol=CKKS_ATOL)
+
+
+# ---- compiled models that save and load ---------------------------------------------------
+
+
+def test_a_saved_model_runs_on_the_server_without_recompiling(
+    cnn_on_ckks: tuple[nn.Module, torch.Tensor, pets.PrivateModel], tmp_path: Any,
+) -> None:
+    module, x, model = cnn_on_ckks
+    path = tmp_path / "cnn.pets"
+    model.save(path)
+    client = model.backend
+    server = pets.load_backend(client.public().to_bytes())
+    served = pets.load_model(path, backend=server)
+    assert str(served).splitlines()[1:3] == str(model).splitlines()[1:3]
+    request = model.encrypt(x[:1].numpy()).to_bytes()
+    response = served(server.load_tensor(request)).to_bytes()
+    logits = model.decrypt(client.load_tensor(response))
+    np.testing.assert_allclose(logits, _torch64(module, x[:1]), atol=CKKS_ATOL)
+
+
+def test_an_approximated_model_round_trips(tmp_path: Any) -> None:
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2)).eval()
+    x = torch.randn(32, 4)
+    model = pets.compile(module, backend="plain", example_input=x, approximate=True)
+    model.save(tmp_path / "m.pets")
+    loaded = pets.load_model(tmp_path / "m.pets", backend="plain")
+    assert loaded.approximations == model.approximations
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "foreign", "empty"])
+def test_a_damaged_or_foreign_model_file_is_refused(tmp_path: Any, damage: str) -> None:
+    model = pets.compile(nn.Linear(3, 2), backend="plain", example_input=torch.randn(4, 3),
+                         approximate=True)
+    path = tmp_path / "m.pets"
+    model.save(path)
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x55
+    elif damage == "truncate":
+        data = data[: len(data) - 40]
+    elif damage == "foreign":
+        data = bytearray(b"\x80\x04\x95" + bytes(200))  # a pickle's first bytes
+    else:
+        data = bytearray()
+    path.write_bytes(bytes(data))
+    with pytest.raises(pets.SerializationError):
+        pets.load_model(path, backend="plain")
+
+
+def test_a_forged_model_header_is_refused(tmp_path: Any) -> None:
+    from pets.serialization import pack, unpack
+
+    model = pets.compile(nn.Linear(3, 2), backend="plain", example_input=torch.randn(4, 3),
+                         approximate=True)
+    model.save(tmp_path / "m.pets")
+    envelope = unpack((tmp_path / "m.pets").read_bytes(), kind="model")
+    envelope.meta["layers"][0]["weights"][0]["dense"]["shape"] = [30, 2]
+    with pytest.raises(pets.SerializationError, match="holds 48 bytes, not 480"):
+        pets.load_model(pack(envelope), backend="plain")
+
+
+def test_a_model_for_another_backend_names_the_one_to_use(tmp_path: Any) -> None:
+    model = pets.compile(nn.Linear(3, 2), backend="plain", example_input=torch.randn(4, 3),
+                         approximate=True)
+    model.save(tmp_path / "m.pets")
+    with pytest.raises(pets.SerializationError, match=re.escape(
+        "this model was compiled for the plain backend; load it with pets.backend('plain')"
+    )):
+        pets.load_model(tmp_path / "m.pets", backend=pets.backend("ckks", depth=1))

@@ -42,6 +42,7 @@ from pets.compiler.lowering import (
     supported_layers,
 )
 from pets.compiler.model import CompileReport, PrivateModel
+from pets.compiler.saving import load_model
 from pets.compiler.validate import validate
 from pets.errors import CompileError
 
@@ -59,6 +60,7 @@ __all__ = [
     "Square",
     "Unsupported",
     "compile",
+    "load_model",
     "register_lowering",
     "supported_layers",
 ]

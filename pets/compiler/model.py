@@ -247,6 +247,13 @@ class PrivateModel:
         """Encrypt ``data``, run the model, decrypt: plain in, plain out (needs the secret key)."""
         return self.decrypt(self(self.encrypt(data, layout=layout)))
 
+    def save(self, path: Any) -> None:
+        """Write the compiled model to ``path`` (no pickle, no key); load it with
+        ``pets.load_model(path, backend=...)`` (see :mod:`pets.compiler.saving`)."""
+        from pets.compiler.saving import save_model
+
+        save_model(self, path)
+
     def fit(self, x: PrivateTensor, y: PrivateTensor, **options: Any) -> Any:
         """Joint training, where the backend can (``"mpc"``, ``"plain"``; see ExactModel.fit)."""
         raise CompileError(
