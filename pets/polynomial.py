@@ -14,6 +14,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from pets.errors import UnsupportedOperationError
+
 if TYPE_CHECKING:
     from pets.tensor import PrivateTensor
 
@@ -25,7 +27,7 @@ def _trim(coefficients: Sequence[float]) -> list[float]:
     while len(coeffs) > 1 and coeffs[-1] == 0.0:
         coeffs.pop()
     if not coeffs:
-        raise ValueError("a polynomial needs at least one coefficient")
+        raise UnsupportedOperationError("a polynomial needs at least one coefficient")
     return coeffs
 
 
@@ -69,7 +71,7 @@ def evaluate(x: PrivateTensor, coefficients: Sequence[float]) -> PrivateTensor:
     coeffs = _trim(coefficients)
     degree = len(coeffs) - 1
     if degree == 0:
-        raise ValueError(
+        raise UnsupportedOperationError(
             "a constant polynomial does not depend on the private input; use the plain constant"
         )
     powers: dict[int, PrivateTensor] = {1: x}

@@ -139,12 +139,6 @@ def test_requirements_from_any_description_are_built_or_refused(data: dict[str, 
     assert pets.Requirements.from_dict(requirements.to_dict()) == requirements
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="Requirements.from_dict calls float() on max_abs outside its try: an integer "
-    "beyond float range raises OverflowError (reported to the lead: pets/backends/base.py)",
-)
 def test_requirements_with_a_max_abs_beyond_float_range_are_refused() -> None:
     with pytest.raises(pets.SerializationError):
         pets.Requirements.from_dict({"max_abs": 10**400})

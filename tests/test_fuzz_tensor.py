@@ -228,13 +228,7 @@ def test_every_backend_follows_numpy_within_its_tolerance(
                                err_msg=repr(steps))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="pets/polynomial.py raises a bare ValueError for a constant polynomial, not a "
-    "pets error (reported to the lead)",
-)
 def test_a_constant_polynomial_is_refused_with_a_pets_error() -> None:
     x = pets.backend("plain").encrypt(np.zeros(3))
-    with pytest.raises(pets.PetsError):
+    with pytest.raises(pets.UnsupportedOperationError, match="use the plain constant"):
         x.polyval([1.0])
