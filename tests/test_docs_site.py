@@ -92,6 +92,15 @@ def test_every_public_name_is_in_the_api_overview() -> None:
     assert not missing, f"docs/api/index.md does not list {missing}"
 
 
+def test_every_compiler_name_is_on_the_compile_page() -> None:
+    import pets.compiler
+
+    page = (ROOT / "docs" / "api" / "compile.md").read_text(encoding="utf-8")
+    missing = [name for name in pets.compiler.__all__ if f"`{name}`" not in page
+               and f"::: pets.compiler.{name}\n" not in page]
+    assert not missing, f"docs/api/compile.md does not show {missing}"
+
+
 # ---- the docstring dialect, as Markdown ---------------------------------------------------
 
 

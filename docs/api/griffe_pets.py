@@ -18,7 +18,7 @@ this extension rewrites each docstring of the package once it is loaded:
   ``mkdocs build --strict`` fails on it; the link itself is optional (an object
   without a page of its own renders as code).
 
-Used from ``mkdocs.yml`` (``extensions: [docs/api/griffe_pets.py]``); it only
+Used from ``mkdocs.yml`` (``extensions``, with ``packages: [pets]``); it only
 changes what the site shows, never the code.
 """
 
@@ -42,10 +42,20 @@ _EXPLICIT = re.compile(r"^(?P<title>.*?)\s*<(?P<target>[^<>]+)>$")
 
 
 class PetsDocstrings(griffe.Extension):
-    """Rewrite every docstring of a loaded package from pets' reST dialect to Markdown."""
+    """Rewrite every docstring of a loaded package from pets' reST dialect to Markdown.
+
+    ``packages`` names the packages to rewrite (all loaded ones by default): another
+    library loaded to resolve an alias keeps its docstrings, and its roles are not checked.
+    """
+
+    def __init__(self, packages: list[str] | None = None) -> None:
+        super().__init__()
+        self.packages = None if packages is None else set(packages)
 
     def on_package(self, *, pkg: griffe.Module, loader: griffe.GriffeLoader,
                    **kwargs: Any) -> None:
+        if self.packages is not None and pkg.name not in self.packages:
+            return
         for obj in _walk(pkg):
             if obj.docstring is None and obj.is_attribute:
                 _doc_comment(obj)
