@@ -99,19 +99,20 @@ def _resolve(obj: griffe.Object, target: str, loader: griffe.GriffeLoader) -> st
     """The full path ``target`` names where ``obj``'s docstring is; ``""`` for a dotted name
     outside the loaded packages (``torch.nn.Module``: shown as code), ``None`` (and a
     warning) if it names nothing."""
-    if target.startswith("."):
+    written, candidates = target, []
+    if target.startswith("."):  # Sphinx: relative to the package, or a name in scope
         module = obj.module
-        package = module if module.is_package else module.parent
-        assert package is not None
-        candidates = [package.path + target]
-    else:
+        package = module if module.is_init_module else module.parent
+        if package is not None:
+            candidates.append(package.path + target)
+        target = target[1:]
+    if target:
         first, _, rest = target.partition(".")
-        candidates = []
         try:
             scoped = obj.resolve(first)
             candidates.append(scoped + ("." + rest if rest else ""))
         except griffe.NameResolutionError:
-            if rest and first not in loader.modules_collection:
+            if rest and first not in loader.modules_collection and not candidates:
                 return ""  # another library's name (pathlib.Path, torch.nn.Module)
         candidates.append(target)
     for path in candidates:
@@ -128,7 +129,7 @@ def _resolve(obj: griffe.Object, target: str, loader: griffe.GriffeLoader) -> st
     where = obj.docstring.lineno if obj.docstring is not None else None
     _logger.warning(
         "%s:%s: %s: the reference %r names nothing in the package; fix the docstring",
-        obj.relative_filepath, where, obj.path, target,
+        obj.relative_filepath, where, obj.path, written,
     )
     return None
 
