@@ -115,6 +115,13 @@ def test_approximated_functions_within_one_percent(
     np.testing.assert_allclose(got, expected, rtol=1e-2, atol=any_backend.tolerance * 10)
 
 
+def test_values_just_above_negative_integers_reveal_right(any_backend: pets.Backend) -> None:
+    # CrypTen's decoder put these 1.0 too low (it divides negatives by scale - 1)
+    values = -np.arange(1.0, 200.0) + 3e-4
+    got = any_backend.decrypt(any_backend.encrypt(values) * 1.0)
+    np.testing.assert_allclose(got, values, atol=max(any_backend.tolerance, 1e-12) * 200)
+
+
 def test_sum_over_a_missing_axis_is_refused(any_backend: pets.Backend) -> None:
     with pytest.raises(pets.ShapeMismatchError, match="axis 5 is out of range for a tensor of "
                        "2 dimension"):
