@@ -28,7 +28,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check pets protocols tests examples benchmarks
 	$(PY) -m mypy
-	$(PY) -m pytest -q
+	# two workers, each test module on one worker (its expensive fixtures built once);
+	# slow tests included: `.venv/bin/pytest -m "not slow"` leaves them out
+	$(PY) -m pytest -q -n 2 --dist loadscope
 
 bench: $(STAMP)
 	$(VENV)/bin/pets bench
