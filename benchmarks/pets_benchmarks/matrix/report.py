@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -57,7 +56,10 @@ def print_matrix(result: MatrixResult, echo: Callable[[str], None] = print) -> N
             table.add_column(name, overflow="fold")
         for row in rows:
             table.add_row(*row)
-        Console().print(table)
+        console = Console()
+        if not console.is_terminal:  # a file or a pipe: do not squeeze to 80 columns
+            console = Console(width=150)
+        console.print(table)
     for i, reason in enumerate(reasons, 1):
         echo(f"[{i}] {reason}")
     for line in machine_lines(result.machine):
@@ -79,8 +81,6 @@ def bench(*, quick: bool = False, out: Path | str = "out/bench", skip: Sequence[
           echo: Callable[[str], None] = print) -> MatrixResult:
     """Run the matrix (``quick``: the small preset; ``skip``: techniques to leave out),
     print it, write the files to ``out``."""
-    if progress:
-        logging.getLogger("pets_benchmarks.matrix").setLevel(logging.INFO)
     config = config or (MatrixConfig.quick() if quick else MatrixConfig.full())
     if skip:
         check_skip(skip, config)

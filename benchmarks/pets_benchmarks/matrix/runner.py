@@ -90,13 +90,15 @@ def _progress(show: bool, total: int) -> Iterator[tuple[Callable[[str], None],
     if not show:
         yield (lambda text: _log.info(text)), (lambda n: None)
         return
+    # the bar shows each step; the log gets them at DEBUG (libraries such as CrypTen
+    # install root handlers that would print INFO lines through the bar)
     columns = (TextColumn("[bold]pets bench[/bold]"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("{task.description}"))
     with Progress(*columns, transient=True) as bar:
         task = bar.add_task("preparing", total=total)
 
         def describe(text: str) -> None:
-            _log.info(text)
+            _log.debug(text)
             bar.update(task, description=text)
 
         yield describe, (lambda n: bar.advance(task, n))
@@ -142,7 +144,7 @@ def run_matrix(config: MatrixConfig | None = None, *, progress: bool = False) ->
     return MatrixResult(
         config=config, cells=cells, machine=machine_details(),
         workloads={w.key: w.title for w in workloads},
-        techniques={t.key: f"{t.label}: {t.privacy}" if t.privacy else t.label
+        techniques={t.key: f"{t.label} ({t.privacy})" if t.privacy else t.label
                     for t in techniques},
         started=stamp, seconds=time.perf_counter() - began, setup_seconds=setup)
 

@@ -2,13 +2,13 @@
 
 Each run happens inside ``pets.measure()`` (wall time, peak memory, bytes sent,
 rounds) and may mark its phases on a :class:`Clock`. A first, untimed run warms
-caches (imports, encoded weights); then runs are measured until ``repeats`` or
-until they have used the allowance. Under MPC every party must make the same
+caches (imports, encoded weights); then runs are measured: ``repeats`` of them, more
+for fast cells, fewer once they have used the allowance. Under MPC every party must make the same
 choices: ``agree`` hands each decision to party 0's.
 
 >>> runs = repeat(lambda clock: sum(range(100)), repeats=3, budget=10.0)
 >>> len(runs.seconds), runs.result
-(3, 4950)
+(25, 4950)
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import pets
 from pets_benchmarks.matrix.cells import Cell
 
-__all__ = ["Clock", "Runs", "fill", "repeat"]
+__all__ = ["FAST_RUNS", "Clock", "Runs", "fill", "repeat"]
 
 
 class Clock:
@@ -60,23 +60,30 @@ def _once(fn: Callable[[Clock], Any]) -> tuple[Any, pets.Measurement, Clock]:
     return result, cost, clock
 
 
+#: fast cells run at least this many times (while within a quarter of the allowance),
+#: so that a busy machine's hiccups do not decide their median
+FAST_RUNS = 25
+
+
 def repeat(fn: Callable[[Clock], Any], *, repeats: int, budget: float, warmup: bool = True,
            agree: Callable[[bool], bool] | None = None) -> Runs:
-    """Run ``fn`` once untimed (``warmup``), then ``repeats`` measured times, stopping early
-    once the measured runs have used ``budget`` seconds (always at least one)."""
+    """Run ``fn`` once untimed (``warmup``), then measured: ``repeats`` times, more (up to
+    :data:`FAST_RUNS`) while that takes under a quarter of ``budget`` seconds, fewer once
+    ``budget`` is used up (always at least once)."""
     decide = agree or (lambda choice: choice)
     runs = Runs()
     if warmup:
         fn(Clock())
-    spent = 0.0
-    for _ in range(max(1, repeats)):
+    spent, most = 0.0, max(1, repeats, FAST_RUNS)
+    for count in range(1, most + 1):
         result, cost, clock = _once(fn)
         spent += cost.seconds
         runs.seconds.append(cost.seconds)
         runs.measurements.append(cost)
         runs.laps.append(clock.laps)
         runs.result = result
-        if decide(spent >= budget):
+        enough = spent >= budget or (count >= repeats and (spent >= budget / 4 or count >= most))
+        if decide(enough):
             break
     return runs
 

@@ -66,7 +66,7 @@ class Workload:
     #: data the model was trained on (the DP twin trains on it; ranges calibrate on it)
     x_train: Any = None
     y_train: Any = None
-    #: training workload: the held-out test set its accuracy is measured on
+    #: the whole held-out test set (training accuracy; notes of the inference cells)
     x_test: Any = None
     y_test: Any = None
     #: the L1 change of the output when one input value moves within [0, 1]
@@ -106,6 +106,7 @@ def build(config: MatrixConfig) -> list[Workload]:
             x_train, y_train, x_test, y_test = _dataset(item.arch, config.seed)
             item.x_train, item.y_train = x_train, y_train
             item.x, item.labels = x_test[: config.inference_rows], y_test[: config.inference_rows]
+            item.x_test, item.y_test = x_test, y_test
             item.state = train_classifier(item.arch, x_train, y_train,
                                           epochs=config.model_epochs, seed=config.seed)
         else:

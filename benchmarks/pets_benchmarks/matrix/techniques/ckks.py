@@ -54,6 +54,8 @@ class CKKS(Technique):
         self.layout = layout
         self.key = "ckks-" + layout.replace("_", "-")
         self.label = "CKKS " + layout.replace("_", "-")
+        self.privacy = ("homomorphic encryption (TenSEAL CKKS, 128-bit security): the "
+                        "evaluator holds public keys and ciphertexts only")
 
     def missing(self) -> str | None:
         return missing_backend("ckks")

@@ -17,6 +17,7 @@ round times the rounds; its bytes are one client's, down and up, over all rounds
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,6 +48,8 @@ MODES = {
 class Federated(Technique):
     key = "federated"
     label = "federated"
+    privacy = ("the data stays with each client; updates travel (noised under DP, "
+               "encrypted under DP+HE)")
 
     def missing(self) -> str | None:
         return missing_module("flwr", "fl")
@@ -76,9 +79,11 @@ class Federated(Technique):
         level = flower.level
         flower.setLevel(logging.ERROR)  # Flower logs every round, and a deprecation notice
         try:
-            rows = compare(clients=config.federated_clients, rounds=rounds,
-                           epsilon=config.federated_epsilon, splits=("iid",),
-                           local_epochs=local_epochs, lr=0.1)
+            with warnings.catch_warnings():  # Ray's notice about GPU variables, on CPU
+                warnings.filterwarnings("ignore", category=FutureWarning, module="ray")
+                rows = compare(clients=config.federated_clients, rounds=rounds,
+                               epsilon=config.federated_epsilon, splits=("iid",),
+                               local_epochs=local_epochs, lr=0.1)
         finally:
             flower.setLevel(level)
         pooled = next((r for r in rows if r.setting.startswith("pooled")), None)

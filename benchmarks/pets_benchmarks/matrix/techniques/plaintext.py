@@ -37,7 +37,7 @@ from pets_benchmarks.matrix.workloads import (
     train_classifier,
 )
 
-__all__ = ["Plaintext", "run_linear", "run_model"]
+__all__ = ["Plaintext", "run_linear", "run_model", "test_set_note"]
 
 
 def run_linear(be: Any, workload: Workload, clock: Clock, **encrypt: Any) -> np.ndarray:
@@ -60,6 +60,12 @@ def run_model(model: Any, workload: Workload, clock: Clock, **encrypt: Any) -> n
     out = model.decrypt(y)
     clock.lap("decrypt")
     return np.asarray(out)
+
+
+def test_set_note(workload: Workload, state: dict[str, np.ndarray]) -> str:
+    """The accuracy of a model's weights on the workload's whole test set, in words."""
+    accuracy = accuracy_of(workload.arch, state, workload.x_test, workload.y_test)
+    return f"the model's accuracy on all {len(workload.y_test)} test samples: {accuracy:.3f}"
 
 
 class Plaintext(Technique):
@@ -91,6 +97,8 @@ class Plaintext(Technique):
         outputs = np.asarray(runs.result)
         context.reference[workload.key] = outputs
         cell.wire_bytes = int(workload.x.nbytes + outputs.astype(np.float64).nbytes)
+        if workload.arch:
+            cell.notes = test_set_note(workload, workload.state)
         return compare_outputs(cell, workload, outputs, None)
 
     def _train(self, workload: Workload, config: MatrixConfig, cell: Cell) -> Cell:
