@@ -235,8 +235,11 @@ def test_a_failing_or_missing_technique_leaves_reasons_and_the_run_goes_on(
 
 def test_skip_refuses_unknown_techniques_and_lists_the_known_ones() -> None:
     with pytest.raises(pets.ParameterError, match=r"no technique called mcp; --skip takes one "
-                       r"of: ckks, ckks-batched, ckks-per-sample, dp, federated, mpc, mpc-2, "):
+                       r"of: ckks, ckks-batched, ckks-per-sample, dp, federated, mpc, mpc-2, mpc-3$"):
         check_skip(["mcp"], MatrixConfig.full())
+    with pytest.raises(pets.ParameterError, match="plaintext cannot be left out: it is the "
+                       "baseline every ratio divides by"):
+        check_skip(["plaintext"], MatrixConfig.full())
 
 
 def test_cli_parses_the_matrix_and_the_detailed_sections() -> None:

@@ -109,15 +109,23 @@ def _privacy_utility(result: MatrixResult, path: Path) -> Path:
                          key=lambda c: (c.technique, c.epsilon))
         for technique in sorted({c.technique for c in private}):
             mine = [c for c in private if c.technique == technique]
+            unit = " (epsilon per client)" if technique == "federated" else ""
             ax.plot([c.epsilon for c in mine], [c.accuracy for c in mine],
                     marker="o" if technique == "dp" else "s", color=colors[workload],
-                    label=f"{workload}, {technique}")
+                    label=f"{workload}, {technique}{unit}")
     ax.set_xscale("log")
+    from matplotlib import ticker
+
+    config = result.config  # ticks at the targets (the spent epsilons lie just below)
+    if any(c.epsilon for c in cells):
+        ax.set_xticks(sorted({*config.dp_epsilons, config.dp_epsilon, config.federated_epsilon}))
+    ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("epsilon (log; delta 1e-5 for DP-SGD)")
     ax.set_ylabel("test accuracy")
     ax.set_title("Privacy against utility (dashed: plaintext accuracy of the same workload)")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="best", framealpha=0.8)
     else:
         ax.text(0.5, 0.5, "no DP cell ran", transform=ax.transAxes, ha="center")
     ax.grid(True, alpha=0.3)

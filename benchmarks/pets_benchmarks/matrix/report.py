@@ -68,7 +68,10 @@ def print_matrix(result: MatrixResult, echo: Callable[[str], None] = print) -> N
 
 def check_skip(skip: Sequence[str], config: MatrixConfig) -> None:
     """Refuse technique names that name no column, listing those that do."""
-    known = {key for t in make_techniques(config) for key in (t.key, t.family)}
+    if "plaintext" in skip:
+        raise pets.ParameterError("plaintext cannot be left out: it is the baseline every "
+                                  "ratio divides by; skip other techniques only")
+    known = {key for t in make_techniques(config) for key in (t.key, t.family)} - {"plaintext"}
     unknown = sorted(set(skip) - known)
     if unknown:
         raise pets.ParameterError(

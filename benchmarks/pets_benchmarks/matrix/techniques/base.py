@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import traceback
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -127,12 +128,27 @@ def failed(technique: Technique, workload: Workload, exc: BaseException,
     return technique.cell(workload, setting=setting, status=FAILED, reason=reason)
 
 
-def guard(technique: Technique, workload: Workload, run: Callable[[], Cell]) -> Cell:
-    """``run()``, or a failed cell carrying the error if it raised."""
-    try:
-        return run()
-    except Exception as exc:
-        return failed(technique, workload, exc)
+def guard(technique: Technique, workload: Workload, run: Callable[[], Cell],
+          setting: str = "") -> Cell:
+    """``run()``, or a failed cell carrying the error if it raised. Warnings that pets
+    raises meanwhile (an approximation off by much, inputs beyond a calibrated range) go
+    into the cell's notes; other libraries' warnings go to the log."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            cell = run()
+        except Exception as exc:
+            cell = failed(technique, workload, exc, setting=setting)
+    seen: list[str] = []
+    for warning in caught:
+        text = f"{warning.category.__name__}: {warning.message}"
+        if warning.category.__module__.split(".")[0] != "pets":
+            _log.debug("%s on %s warned: %s", technique.key, workload.key, text)
+        elif text not in seen:
+            seen.append(text)
+    if seen:
+        cell.notes = "; ".join(filter(None, [cell.notes, *("pets warned " + t for t in seen)]))
+    return cell
 
 
 def compare_outputs(cell: Cell, workload: Workload, outputs: Any,

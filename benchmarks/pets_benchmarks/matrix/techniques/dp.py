@@ -28,7 +28,6 @@ from pets_benchmarks.matrix.techniques.base import (
     Context,
     Technique,
     compare_outputs,
-    failed,
     guard,
     missing_module,
     register,
@@ -93,10 +92,8 @@ class DifferentialPrivacy(Technique):
         for workload in workloads:
             if workload.kind == TRAINING:
                 for epsilon in config.dp_epsilons:
-                    try:
-                        yield self._train(workload, config, epsilon)
-                    except Exception as exc:
-                        yield failed(self, workload, exc, setting=f"eps={epsilon:g}")
+                    yield guard(self, workload, partial(self._train, workload, config, epsilon),
+                                setting=f"eps={epsilon:g}")
             elif workload.kind == LINEAR:
                 yield guard(self, workload, partial(self._release, workload, context))
             else:
