@@ -201,3 +201,126 @@ def test_a_model_for_another_backend_names_the_one_to_use(tmp_path: Any) -> None
         "this model was compiled for the plain backend; load it with pets.backend('plain')"
     )):
         pets.load_model(tmp_path / "m.pets", backend=pets.backend("ckks", depth=1))
+
+
+# ---- parameters from the precision a model needs; accuracy you can trust -------------------
+
+
+def _trained_mlp(x: np.ndarray, y: np.ndarray, hidden: int = 16) -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                        nn.ReLU(), nn.Linear(hidden, int(y.max()) + 1))
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    inputs, targets = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+    for _ in range(150):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(net(inputs), targets).backward()
+        optimizer.step()
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def cancer() -> tuple[np.ndarray, np.ndarray, nn.Module, pets.PrivateModel]:
+    """Issue #7: a two-ReLU MLP on standardised breast cancer no longer fails to compile."""
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    net = _trained_mlp(x, y)
+    model = pets.compile(net, backend=pets.backend("ckks"), example_input=x)
+    return x, y, net, model
+
+
+def test_a_two_relu_mlp_on_standardised_data_compiles_and_agrees(
+    cancer: tuple[np.ndarray, np.ndarray, nn.Module, pets.PrivateModel],
+) -> None:
+    x, _y, _net, model = cancer
+    simulated = model.simulate(x[:4])  # the approximated model, in the clear
+    np.testing.assert_allclose(model.predict(x[:4]), simulated, atol=1e-2)
+
+
+def test_print_and_describe_say_why_the_parameters_were_chosen(
+    cancer: tuple[np.ndarray, np.ndarray, nn.Module, pets.PrivateModel],
+) -> None:
+    _x, _y, _net, model = cancer
+    why = model.backend.describe()["why"]
+    assert why[0].startswith("N=") and "smallest ring" in why[0]
+    assert why[1].startswith("scale 2**") and "within the precision asked" in why[1]
+    assert f"{model.precision:.2g}" in why[1]
+    assert why[2].startswith("first prime = scale + ")
+    assert "  parameters: N=" in str(model)
+
+
+def test_inputs_outside_the_calibrated_range_are_refused_or_warned(
+    cancer: tuple[np.ndarray, np.ndarray, nn.Module, pets.PrivateModel],
+) -> None:
+    x, _y, _net, model = cancer
+    with pytest.raises(pets.ValueRangeError, match=re.escape(
+        f"beyond the range this model was calibrated for (|x| <= {model.input_bound:.3g}"
+    )):
+        model.encrypt(x[:2] * 5)
+    with pytest.warns(UserWarning, match="check_range='warn': encrypting anyway"):
+        model.encrypt(x[:2] * 5, check_range="warn")
+    model.encrypt(x[:2] * 5, check_range="off")
+
+
+def test_a_far_off_approximation_warns() -> None:
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(2, 3), nn.Sigmoid(), nn.Linear(3, 1)).eval()
+    x = torch.randn(64, 2) * 6
+    with pytest.warns(pets.compiler.ApproximationWarning, match="standing in for sigmoid"):
+        pets.compile(module, backend="plain", example_input=x, approximate=True)
+
+
+def test_precision_raises_degrees_until_the_example_agrees() -> None:
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1)).eval()
+    x = torch.randn(64, 2) * 2
+    default = pets.compile(module, backend="plain", example_input=x, approximate=True)
+    precise = pets.compile(module, backend="plain", example_input=x, approximate=True,
+                           precision=0.05)
+    assert precise.approximations[0].degree > default.approximations[0].degree
+    np.testing.assert_allclose(precise.predict(x), _torch64(module, x), atol=0.025)
+
+
+# ---- models from where users have them ----------------------------------------------------
+
+
+def test_scikit_learn_models_compile_for_ckks() -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    x, y = load_iris(return_X_y=True)
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    backend = pets.backend("ckks")
+    logistic = LogisticRegression(max_iter=500).fit(x, y)
+    model = pets.compile(logistic, backend=backend, example_input=x)
+    np.testing.assert_allclose(model.predict(x[:3]), logistic.decision_function(x[:3]),
+                               atol=1e-3)
+    mlp = MLPClassifier(hidden_layer_sizes=(8,), activation="tanh", max_iter=300,
+                        random_state=0).fit(x, y)
+    model = pets.compile(mlp, backend="plain", example_input=x, approximate=True,
+                         precision=0.05)
+    assert model.approximations[0].function == "tanh"
+    assert np.mean(model.predict(x).argmax(axis=1) == mlp.predict(x)) >= 0.95
+
+
+def test_what_make_private_returns_compiles() -> None:
+    import warnings
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), pets.nn.Square(), nn.Linear(6, 2))
+    data = TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        training = pets.dp.make_private(
+            module=net, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+            data_loader=DataLoader(data, batch_size=16), target_epsilon=2.0,
+            target_delta=1e-5, epochs=1, max_grad_norm=1.0, accountant="rdp")
+    x = torch.randn(8, 4)
+    for source in (training, training.module):  # the result, and Opacus' GradSampleModule
+        model = pets.compile(source, backend="plain", example_input=x, approximate=True)
+        np.testing.assert_allclose(model.predict(x), _torch64(net, x), atol=1e-9)

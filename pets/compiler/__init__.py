@@ -27,7 +27,7 @@ import torch
 
 from pets.backends.base import Backend
 from pets.compiler.approximate import DEFAULT_DEGREES, Approximation
-from pets.compiler.build import ApproximationOptions, build
+from pets.compiler.build import ApproximationOptions
 from pets.compiler.graph import trace
 from pets.compiler.lowering import (
     Activation,
@@ -42,11 +42,15 @@ from pets.compiler.lowering import (
     supported_layers,
 )
 from pets.compiler.model import CompileReport, PrivateModel
+from pets.compiler.precision import ApproximationWarning
+from pets.compiler.refine import build_within
 from pets.compiler.saving import load_model
+from pets.compiler.sources import as_module
 from pets.compiler.validate import validate
 from pets.errors import CompileError
 
 __all__ = [
+    "ApproximationWarning",
     "DEFAULT_DEGREES",
     "Activation",
     "Approximation",
@@ -101,6 +105,7 @@ def compile(
     max_rows: int | None = None,
     weights_from: int | None = None,
     approximate: bool | None = None,
+    precision: float | str | None = None,
 ) -> PrivateModel:
     """Compile ``module`` to run on ``backend``'s private tensors.
 
@@ -121,6 +126,12 @@ def compile(
     (e.g. to check on ``"plain"`` what CKKS will compute). ``weights_from=r``
     secret-shares party ``r``'s weights (backends with ``private_weights``).
 
+    ``module`` may also be what ``pets.dp.make_private`` returns, or a fitted
+    scikit-learn linear model or MLP (:mod:`pets.compiler.sources`). ``precision``
+    (the largest output error to accept, or ``"predictions"``: the example's
+    predictions unchanged) sizes a levelled backend's scale and raises polynomial
+    degrees until the model agrees with torch on the example (:mod:`.refine`).
+
     Raises :class:`~pets.errors.UnsupportedModelError` listing every unsupported part.
 
     >>> import torch, pets
@@ -138,6 +149,7 @@ def compile(
         raise TypeError(f"backend must be a pets.Backend or a name, got {type(backend).__name__}")
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
+    module = as_module(module)
     tensor = _example_tensor(example_input)
     capabilities = backend.capabilities
     if approximate is None:
@@ -169,15 +181,18 @@ def compile(
         degrees=dict(degrees or {}),
         margin=margin,
     )
-    program = build(traced, lowerings, options)
     assert traced.output_node is not None
     expected = traced.values[traced.output_node].reshape(len(tensor), -1).numpy()
+    flat = tensor.reshape(len(tensor), -1).numpy()
+    program = build_within(traced, lowerings, options, precision, expected, flat)
     model = PrivateModel(
         backend=backend,
         program=program,
-        example=tensor.reshape(len(tensor), -1).numpy(),
+        example=flat,
         expected=expected,
         max_rows=max_rows,
+        precision=precision,
+        input_margin=margin,
     )
     backend.prepare(model.requirements)
     return model

@@ -8,6 +8,7 @@ their fitted polynomial here, over a declared or calibrated range.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -285,9 +286,59 @@ def build(
     assert output_name is not None
     output_value = traced.values[traced.output_node]
     return Program(
-        layers=builder.layers,
+        layers=normalise_polynomial_inputs(builder.layers, output_name),
         input_name=traced.input_node.name,
         output_name=output_name,
         input_shape=tuple(traced.values[traced.input_node].shape[1:]),
         output_shape=tuple(output_value.shape[1:]),
     )
+
+
+def normalise_polynomial_inputs(layers: list[Layer], output_name: str) -> list[Layer]:
+    """Fold ``1 / r`` into the Affine layer feeding a polynomial (``r``: the largest end of
+    the polynomial's interval) and ``r**k`` into its coefficients.
+
+    The same function, but every power the polynomial builds stays within about 1
+    instead of ``r**degree`` (a degree-7 stand-in for ReLU on [-13, 13] built values of
+    6e7 in the power basis): smaller values need fewer integer bits, leaving a larger,
+    more precise scale. Free: the division rides on the product already there.
+    """
+    readers: dict[str, int] = {}
+    for layer in layers:
+        for name in layer.inputs:
+            readers[name] = readers.get(name, 0) + 1
+    readers[output_name] = readers.get(output_name, 0) + 1
+    by_name = {layer.name: index for index, layer in enumerate(layers)}
+    result = list(layers)
+    for index, layer in enumerate(layers):
+        if not isinstance(layer, Polynomial) or len(layer.inputs) != 1:
+            continue
+        source = by_name.get(layer.inputs[0])
+        producer = result[source] if source is not None else None
+        if not isinstance(producer, Affine) or readers.get(producer.name) != 1:
+            continue
+        lo, hi = layer.interval
+        r = max(abs(lo), abs(hi))
+        if not np.isfinite(r) or r <= 0 or abs(r - 1.0) < 1e-12:
+            continue
+        assert source is not None
+        result[source] = dataclasses.replace(
+            producer,
+            weights=tuple(_scaled(w, 1.0 / r) for w in producer.weights),
+            bias=producer.bias / r,
+        )
+        result[index] = dataclasses.replace(
+            layer,
+            coefficients=tuple(float(c) * r**k for k, c in enumerate(layer.coefficients)),
+            interval=(lo / r, hi / r),
+            input_max_abs=tuple(v / r for v in layer.input_max_abs),
+        )
+    return result
+
+
+def _scaled(weight: np.ndarray | SparseMatrix, factor: float) -> np.ndarray | SparseMatrix:
+    if isinstance(weight, SparseMatrix):
+        values = weight.values * factor
+        values.flags.writeable = False
+        return SparseMatrix(weight.rows, weight.cols, values, weight.shape)
+    return np.asarray(weight) * factor

@@ -111,8 +111,9 @@ class ExactModel(PrivateModel):
         return super().flatten(data).reshape(-1, *self.input_shape)
 
     def encrypt(self, data: Any, *, layout: str | None = None,
-                src: int | None = None) -> PrivateTensor:
-        """Share (or encrypt) a batch of inputs; under MPC only party ``src`` passes data."""
+                src: int | None = None, check_range: str = "raise") -> PrivateTensor:
+        """Share (or encrypt) a batch of inputs; under MPC only party ``src`` passes data.
+        (``check_range`` is for polynomial models; exact layers hold on any input.)"""
         array = None if data is None else self.flatten(data)
         return self.backend.encrypt_for(array, self.requirements, src=src, layout=layout)
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,8 @@ class CompileReport:
     #: largest ``|value|`` each layer produces on the example input
     value_ranges: Mapping[str, float]
     requirements: Requirements
+    #: why the backend chose its parameters (a levelled backend's ``describe()["why"]``)
+    parameters: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         lines = [f"PrivateModel: {len(self.layers)} layers, depth {self.depth}"]
@@ -61,6 +64,7 @@ class CompileReport:
             f"{self.calibration_error:.3g} on the example input"
         )
         lines.append(f"  largest |value|: {self.requirements.max_abs:.3g}")
+        lines += [f"  parameters: {why}" for why in self.parameters]
         return "\n".join(lines)
 
 
@@ -111,6 +115,7 @@ class PrivateModel:
         extra: dict[str, Any] = {
             "noise_gain": self.noise_gain["total"], "precision": self.precision,
             "products": describe_products(self.layers, self.placements),
+            "input_bound": self.input_bound,
         }
         gather = describe_gather(first_product_layer(self.layers, self._input_name))
         if gather is not None:
@@ -221,14 +226,23 @@ class PrivateModel:
         )
 
     def encrypt(self, data: Any, *, layout: str | None = None,
-                src: int | None = None) -> PrivateTensor:
+                src: int | None = None, check_range: str = "raise") -> PrivateTensor:
         """Flatten each sample of ``data`` and encrypt it with the model's backend.
 
         ``layout=None`` lets the backend choose by batch size
         (``backend.choose_layout(rows)``: CKKS picks ``"per_sample"`` or ``"batched"``).
-        ``src`` names the party whose data it is (see ``Backend.encrypt``).
+        ``src`` names the party whose data it is (see ``Backend.encrypt``). Inputs beyond
+        the range the model was calibrated for (:attr:`input_bound`) raise
+        :class:`~pets.errors.ValueRangeError` (``check_range="warn"``: a warning;
+        ``"off"``: no check), since its approximations and parameters hold only there.
         """
-        return self.backend.encrypt_for(self.flatten(data), self.requirements, layout=layout,
+        if check_range not in ("raise", "warn", "off"):
+            raise ValueError(f"check_range must be 'raise', 'warn' or 'off', got {check_range!r}")
+        requirements = self.requirements
+        if check_range != "raise":
+            requirements = dataclasses.replace(
+                requirements, extra={**requirements.extra, "check_range": check_range})
+        return self.backend.encrypt_for(self.flatten(data), requirements, layout=layout,
                                         src=src)
 
     def _first_product(self) -> tuple[int, int] | None:
@@ -308,6 +322,7 @@ class PrivateModel:
             calibration_error=self.calibration_error,
             value_ranges=self.value_ranges,
             requirements=self.requirements,
+            parameters=tuple(str(why) for why in self.backend.describe().get("why", ())),
         )
 
     def __str__(self) -> str:

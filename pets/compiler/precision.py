@@ -9,7 +9,8 @@ Three questions, answered in the clear at compile time:
   column sum of ``|W|``, products by the product of the bounds, polynomials by
   ``sum |c_k| b^k``). Where sound bounds grow beyond what any secure parameters
   hold (deep polynomial models), the model vouches instead for its calibrated
-  range times :data:`HEADROOM`, and says so.
+  range times :data:`HEADROOM` (and for what feeds an approximation, at most
+  twice its interval, where the approximation holds), and says so.
 * **How much does the model amplify noise?** One unit of error injected at the
   input and after every layer, propagated with each layer's error bound, gives
   the output error per unit of noise (the *noise gain*): the backend picks the
@@ -22,18 +23,16 @@ Three questions, answered in the clear at compile time:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from pets.compiler.layers import Affine, Layer
+from pets.compiler.layers import Affine, Layer, Polynomial
 
 __all__ = [
     "HEADROOM",
     "ApproximationWarning",
-    "InputRangeWarning",
     "RangePlan",
     "noise_gain",
     "plan_ranges",
@@ -41,7 +40,7 @@ __all__ = [
 ]
 
 #: how far a model trusts its calibration when it vouches for a layer's range
-HEADROOM = 8.0
+HEADROOM = 4.0
 #: sound bounds up to this are held as they are (a 60-bit first prime at a 25-bit scale)
 SOUND_LIMIT = 2.0**30
 #: default precision, relative to the largest output on the example input
@@ -50,10 +49,6 @@ DEFAULT_RELATIVE_PRECISION = 1e-3
 
 class ApproximationWarning(UserWarning):
     """A polynomial stand-in for an activation is far from it on the calibrated range."""
-
-
-class InputRangeWarning(UserWarning):
-    """Inputs outside the range a compiled model was calibrated for (``check_range="warn"``)."""
 
 
 @dataclass(frozen=True)
@@ -76,14 +71,25 @@ def plan_ranges(
     """Sound bounds through ``layers``; vouch for calibrated ranges only where sound ones are
     too large to hold (beyond :data:`SOUND_LIMIT`)."""
 
+    # a polynomial's approximation holds on its interval only: what feeds it is vouched for
+    # no wider than twice that interval
+    interval_limit: dict[str, float] = {}
+    for layer in layers:
+        if isinstance(layer, Polynomial) and layer.approximation is not None:
+            reach = 2.0 * max(abs(layer.interval[0]), abs(layer.interval[1]))
+            for name in layer.inputs:
+                interval_limit[name] = min(interval_limit.get(name, math.inf), reach)
+
     def run(vouch: bool) -> RangePlan:
         bounds = {input_name: input_bound}
         largest, vouched = input_bound, []
         for layer in layers:
             out, inner = layer.bound([bounds[i] for i in layer.inputs])
             largest = max(largest, inner)
-            if vouch and out > HEADROOM * calibrated[layer.name]:
-                out = HEADROOM * calibrated[layer.name]
+            trusted = min(HEADROOM * calibrated[layer.name],
+                          interval_limit.get(layer.name, math.inf))
+            if vouch and out > trusted:
+                out = trusted
                 vouched.append(layer.name)
             bounds[layer.name] = out
         return RangePlan(input_bound, bounds, largest, tuple(vouched))
@@ -161,15 +167,3 @@ def target_precision(precision: float | str | None, expected: np.ndarray) -> flo
             f"'predictions', got {precision!r}"
         )
     return float(precision)
-
-
-def warn_approximation(where: str, function: str, error: float, target: float) -> None:
-    """Warn when an activation's stand-in is off by more than the precision asked for."""
-    warnings.warn(
-        f"{where}: the polynomial standing in for {function} is off by up to {error:.2g} on its "
-        f"range, more than the precision {target:.2g}; raise its degree (degrees={{"
-        f"{function!r}: ...}}), narrow its range (ranges=...), or replace the activation with "
-        "pets.nn.Square",
-        ApproximationWarning,
-        stacklevel=4,
-    )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -316,6 +317,8 @@ class CKKSBackend(Backend):
             if layout == PER_SAMPLE and next_power_of_two(matrix.shape[1]) > self.params.slots:
                 layout = BATCHED
         self._check_range(matrix)
+        if requirements is not None:
+            _check_calibrated_range(matrix, requirements)
         first = None if requirements is None else requirements.first_product
         gather = self._gather(requirements) if layout == PER_SAMPLE else None
         return self._packing.encrypt(matrix, layout, first, gather)
@@ -583,6 +586,29 @@ def _products(requirements: Requirements) -> list[tuple[int, int, list[int]]] | 
         ):
             raise SerializationError("the requirements describe an impossible product")
     return products
+
+
+def _check_calibrated_range(matrix: np.ndarray, requirements: Requirements) -> None:
+    """Refuse (or warn about) inputs beyond the range a compiled model was calibrated for."""
+    extra = requirements.extra or {}
+    bound, mode = extra.get("input_bound"), extra.get("check_range", "raise")
+    if bound is None or mode == "off":
+        return
+    largest = float(np.max(np.abs(matrix), initial=0.0))
+    if largest <= float(bound):
+        return
+    message = (
+        f"inputs reach |x| = {largest:.3g}, beyond the range this model was calibrated for "
+        f"(|x| <= {float(bound):.3g}: its example input's, widened by the compile margin); its "
+        "polynomial approximations and its parameters hold only there, so results would be "
+        "wrong. Scale the inputs as the example input was scaled (e.g. standardise with the "
+        "training statistics), or compile with an example_input that covers them"
+    )
+    if mode == "warn":
+        warnings.warn(message + " (check_range='warn': encrypting anyway)", UserWarning,
+                      stacklevel=4)
+        return
+    raise ValueRangeError(message + "; model.encrypt(x, check_range='warn') encrypts anyway")
 
 
 def _largest(plain: np.ndarray) -> float:

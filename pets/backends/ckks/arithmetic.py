@@ -174,7 +174,14 @@ class Arithmetic:
         self, ct: Ciphertext, plain: Plaintext, rescale: bool = True
     ) -> Ciphertext:
         out = self._sealapi.Ciphertext()
-        self.ev.multiply_plain(ct, plain, out)
+        try:
+            self.ev.multiply_plain(ct, plain, out)
+        except RuntimeError as exc:  # every coefficient rounded to 0: a product below precision
+            if "transparent" not in str(exc):
+                raise
+            level = self.level(ct)
+            zero = self.zero_like(level)
+            self.ev.multiply_plain(zero, self.encode_scalar(1.0, level, plain.scale), out)
         if rescale:
             self.ev.rescale_to_next_inplace(out)
         return out
@@ -189,16 +196,14 @@ class Arithmetic:
         scale = self.factor_scale(cts[0])
         level = self.level(cts[0])
         acc = None
-        tmp = self._sealapi.Ciphertext()
         for ct, weight in zip(cts, np.asarray(weights, dtype=np.float64).tolist(), strict=True):
             if negligible(weight, scale):
                 continue
             plain = self.encode_scalar(weight, level, scale)
             if acc is None:
-                acc = self._sealapi.Ciphertext()
-                self.ev.multiply_plain(ct, plain, acc)
+                acc = self.multiply_encoded(ct, plain, rescale=False)
             else:
-                self.ev.multiply_plain(ct, plain, tmp)
+                tmp = self.multiply_encoded(ct, plain, rescale=False)
                 self.ev.add_inplace(acc, tmp)
         if acc is not None:
             self.ev.rescale_to_next_inplace(acc)
