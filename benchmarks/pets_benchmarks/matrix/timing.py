@@ -3,12 +3,14 @@
 Each run happens inside ``pets.measure()`` (wall time, peak memory, bytes sent,
 rounds) and may mark its phases on a :class:`Clock`. A first, untimed run warms
 caches (imports, encoded weights); then runs are measured: ``repeats`` of them, more
-for fast cells, fewer once they have used the allowance. Under MPC every party must make the same
-choices: ``agree`` hands each decision to party 0's.
+for fast cells (for a tenth of the allowance), fewer once they have used it all.
+Under MPC every party must make the same choices: ``agree`` hands each decision to
+party 0's.
 
->>> runs = repeat(lambda clock: sum(range(100)), repeats=3, budget=10.0)
->>> len(runs.seconds), runs.result
-(25, 4950)
+>>> import time
+>>> runs = repeat(lambda clock: time.sleep(0.01), repeats=3, budget=0.2)
+>>> min(runs.seconds) >= 0.01, len(runs.seconds) <= 3   # a tenth of 0.2 s: 3 runs
+(True, True)
 """
 
 from __future__ import annotations
@@ -60,16 +62,17 @@ def _once(fn: Callable[[Clock], Any]) -> tuple[Any, pets.Measurement, Clock]:
     return result, cost, clock
 
 
-#: fast cells run at least this many times (while within a quarter of the allowance),
-#: so that a busy machine's hiccups do not decide their median
-FAST_RUNS = 25
+#: fast cells run more than ``repeats`` times, until they have used a tenth of their
+#: allowance or made this many runs, so that their median spans more than a passing
+#: hiccup of a busy machine
+FAST_RUNS = 1000
 
 
 def repeat(fn: Callable[[Clock], Any], *, repeats: int, budget: float, warmup: bool = True,
            agree: Callable[[bool], bool] | None = None) -> Runs:
-    """Run ``fn`` once untimed (``warmup``), then measured: ``repeats`` times, more (up to
-    :data:`FAST_RUNS`) while that takes under a quarter of ``budget`` seconds, fewer once
-    ``budget`` is used up (always at least once)."""
+    """Run ``fn`` once untimed (``warmup``), then measured: at least ``repeats`` times and
+    until the runs have used a tenth of ``budget`` seconds (at most :data:`FAST_RUNS`),
+    but no more once ``budget`` is used up (always at least once)."""
     decide = agree or (lambda choice: choice)
     runs = Runs()
     if warmup:
@@ -82,8 +85,8 @@ def repeat(fn: Callable[[Clock], Any], *, repeats: int, budget: float, warmup: b
         runs.measurements.append(cost)
         runs.laps.append(clock.laps)
         runs.result = result
-        enough = spent >= budget or (count >= repeats and (spent >= budget / 4 or count >= most))
-        if decide(enough):
+        enough = spent >= budget or (count >= repeats and spent >= budget / 10)
+        if decide(enough or count >= most):
             break
     return runs
 
