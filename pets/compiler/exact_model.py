@@ -100,8 +100,9 @@ class ExactModel(PrivateModel):
 
     # ---- running ---------------------------------------------------------------------------
 
-    def __call__(self, tensor: PrivateTensor) -> PrivateTensor:
-        """Run on a private ``(B, *input_shape)`` tensor."""
+    def __call__(self, tensor: PrivateTensor, *, workers: int | None = None) -> PrivateTensor:
+        """Run on a private ``(B, *input_shape)`` tensor (``workers`` is an HE option: MPC
+        and plain compute in this process, the parties being the parallelism)."""
         check_input(self.program, tensor)
         self.backend.check_same_keys(tensor.backend)
         return self.program.run(tensor, self.parameters, Ranges(self.intervals))

@@ -72,27 +72,31 @@ def _plain(value: Any) -> Any:
     return value.detach().cpu().double().numpy() if isinstance(value, torch.Tensor) else value
 
 
-def _broadcast_add(x: Any, y: Any) -> Any:
-    """``x + y`` where either may be private and shapes broadcast (numpy rules)."""
+def _aligned(x: Any, y: Any) -> tuple[PrivateTensor, Any]:
+    """``(x, y)`` with a private one first and two private ones broadcast to one shape."""
     if not isinstance(x, PrivateTensor):
         x, y = y, x
-    if isinstance(y, PrivateTensor) and y.shape != x.shape:
-        shape = tuple(np.broadcast_shapes(x.shape, y.shape))
-        if x.shape != shape:
-            x = functions._broadcast(x.reshape((1,) * (len(shape) - x.ndim) + x.shape), shape)
-        y = functions._broadcast(y.reshape((1,) * (len(shape) - y.ndim) + y.shape), shape)
-    return x + _plain(y) if not isinstance(y, PrivateTensor) else x + y
+    if not isinstance(y, PrivateTensor):
+        return x, _plain(y)
+    shape = tuple(np.broadcast_shapes(x.shape, y.shape))
+
+    def grown(t: PrivateTensor) -> PrivateTensor:
+        padded = t.reshape((1,) * (len(shape) - t.ndim) + t.shape)
+        return functions._broadcast(padded, shape)
+
+    return grown(x), grown(y)
+
+
+def _broadcast_add(x: Any, y: Any) -> Any:
+    """``x + y`` where either may be private and shapes broadcast (numpy rules)."""
+    a, b = _aligned(x, y)
+    return a + b
 
 
 def _broadcast_mul(x: Any, y: Any) -> Any:
-    if not isinstance(x, PrivateTensor):
-        x, y = y, x
-    if isinstance(y, PrivateTensor) and y.shape != x.shape:
-        shape = tuple(np.broadcast_shapes(x.shape, y.shape))
-        if x.shape != shape:
-            x = functions._broadcast(x.reshape((1,) * (len(shape) - x.ndim) + x.shape), shape)
-        y = functions._broadcast(y.reshape((1,) * (len(shape) - y.ndim) + y.shape), shape)
-    return x * y if isinstance(y, PrivateTensor) else x * _plain(y)
+    """``x * y`` where either may be private and shapes broadcast (numpy rules)."""
+    a, b = _aligned(x, y)
+    return a * b
 
 
 def _channel(value: Any, ndim: int) -> Any:
