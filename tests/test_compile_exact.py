@@ -152,6 +152,24 @@ def test_weights_from_the_only_party_computes_the_same(mpc: pets.Backend) -> Non
     np.testing.assert_allclose(model.predict(x), _torch(net, x), atol=MPC_ATOL)
 
 
+def test_a_range_naming_no_approximated_function_is_refused() -> None:
+    net = nn.Sequential(nn.Linear(3, 3), nn.Sigmoid())
+    with pytest.raises(ValueError, match=re.escape(
+        "ranges names ['relu'], which match no approximated function; under the exact lowering "
+        "a name is a graph node: one of ['sigmoid']"
+    )):
+        pets.compile(net, backend="plain", example_input=torch.randn(4, 3),
+                     ranges={"relu": (-1.0, 1.0)})
+
+
+def test_a_float64_module_compiles_exactly() -> None:
+    _seeded()
+    net = nn.Sequential(nn.Linear(3, 2), nn.ReLU()).double()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    model = pets.compile(net, backend="plain", example_input=x)
+    np.testing.assert_allclose(model.predict(x), _torch(net, x), atol=1e-12)
+
+
 def test_declared_ranges_replace_calibration() -> None:
     _seeded()
     net = nn.Sequential(nn.Linear(3, 3), nn.Sigmoid())

@@ -102,8 +102,10 @@ class ExactProgram:
                     f"{type(module).__name__}; wrap a function in an nn.Module"
                 )
             self.module = copy.deepcopy(module).eval()
+            floats = [p.dtype for p in self.module.parameters() if p.is_floating_point()]
+            example = example.to(floats[0] if floats else torch.float32)  # the module's dtype
             try:
-                exported = torch.export.export(self.module, (example.float(),))
+                exported = torch.export.export(self.module, (example,))
             except Exception as exc:  # torch raises many types for untraceable models
                 raise UnsupportedModelError([ModelIssue(
                     type(module).__name__, f"torch.export cannot trace it ({exc}).",
@@ -129,7 +131,7 @@ class ExactProgram:
                 self.targets[name] = str(spec.target)
         self.input_shape = tuple(int(n) for n in example.shape[1:])
         with torch.no_grad():
-            output = exported.module()(example.float())
+            output = exported.module()(example if self.module is not None else example.float())
         if not isinstance(output, torch.Tensor):
             raise CompileError("pets compiles models with one output tensor")
         self.output_shape = tuple(int(n) for n in output.shape[1:])
@@ -209,6 +211,13 @@ class ExactProgram:
         recorder = _Calibration(plain, self.margin)
         self.run(plain.encrypt(example), self.parameters, recorder)
         ranges = dict(recorder.ranges)
+        nodes = sorted({key.split(".")[0] for key in ranges})
+        unknown = sorted(set(self.ranges) - set(nodes))
+        if unknown:
+            raise ValueError(
+                f"ranges names {unknown}, which match no approximated function; under the exact "
+                f"lowering a name is a graph node: one of {nodes}"
+            )
         for name, interval in self.ranges.items():  # declared ranges win
             for key in [k for k in ranges if k.split(".")[0] == name]:
                 ranges[key] = (float(interval[0]), float(interval[1]))
