@@ -186,8 +186,12 @@ class PrivateModel:
 
     # ---- running ----------------------------------------------------------------
 
-    def __call__(self, tensor: PrivateTensor) -> PrivateTensor:
-        """Run on a private ``(B, input_size)`` tensor (or one ``(input_size,)`` sample)."""
+    def __call__(self, tensor: PrivateTensor, *, workers: int | None = None) -> PrivateTensor:
+        """Run on a private ``(B, input_size)`` tensor (or one ``(input_size,)`` sample).
+
+        ``workers=k`` (default :attr:`workers`, 1) evaluates independent samples in ``k``
+        processes where the backend can split them (:mod:`pets.compiler.parallel`).
+        """
         if not isinstance(tensor, PrivateTensor):
             raise TypeError(
                 f"a PrivateModel runs on pets.PrivateTensor, got {type(tensor).__name__}; "
@@ -199,6 +203,9 @@ class PrivateModel:
                 f"{self.input_shape} flattened), got a private tensor of shape {tensor.shape}; "
                 "encrypt with model.encrypt(x), which flattens each sample"
             )
+        count = self.workers if workers is None else workers
+        if count > 1 and tensor.ndim == 2 and hasattr(tensor.backend, "split_rows"):
+            return self._pool(count).run(tensor, self.output_size)
         values = {self._input_name: tensor}
         vouch = getattr(self.backend, "assume_bound", None)
         for layer in self.layers:
@@ -208,6 +215,26 @@ class PrivateModel:
                                     out.shape)
             values[layer.name] = out
         return values[self._output_name]
+
+    #: worker processes a call uses by default (see :meth:`__call__`)
+    workers: int = 1
+
+    def _pool(self, workers: int) -> Any:
+        from pets.compiler.parallel import WorkerPool
+
+        pool = self.__dict__.get("_workers_pool")
+        if pool is None or pool.workers != workers or pool.key_id != self.backend.key_id:
+            if pool is not None:
+                pool.close()
+            pool = WorkerPool(self, workers)
+            self.__dict__["_workers_pool"] = pool
+        return pool
+
+    def close(self) -> None:
+        """Stop the worker processes a call with ``workers > 1`` started (if any)."""
+        pool = self.__dict__.pop("_workers_pool", None)
+        if pool is not None:
+            pool.close()
 
     def flatten(self, data: Any) -> np.ndarray:
         """``(B, *input_shape)``, ``(B, input_size)`` or one sample -> ``(B, input_size)``."""

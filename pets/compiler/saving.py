@@ -41,7 +41,7 @@ from pets.slots import SparseMatrix
 if TYPE_CHECKING:
     from pets.compiler.model import PrivateModel
 
-__all__ = ["load_model", "save_model"]
+__all__ = ["load_model", "model_to_bytes", "save_model"]
 
 FORMAT = 1
 #: the most layers and values a model file may announce (forged headers are refused early)
@@ -103,6 +103,15 @@ def _layer_meta(layer: Layer, blobs: _Blobs) -> dict[str, Any]:
 
 def save_model(model: PrivateModel, path: str | os.PathLike[str]) -> None:
     """Write ``model`` to ``path`` (see the module docstring)."""
+    data = model_to_bytes(model)
+    target = Path(path)
+    temporary = target.with_name(target.name + ".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, target)
+
+
+def model_to_bytes(model: PrivateModel) -> bytes:
+    """What :func:`save_model` writes."""
     if not hasattr(model, "ranges") or not isinstance(getattr(model, "ranges", None), RangePlan):
         raise CompileError(
             f"{type(model).__name__} cannot be saved yet: pets saves models compiled with "
@@ -126,11 +135,7 @@ def save_model(model: PrivateModel, path: str | os.PathLike[str]) -> None:
         "placements": {name: None if p is None else blobs.add(p, "<i8")
                        for name, p in model.placements.items()},
     }
-    data = pack(Envelope("model", model.backend.name, "", meta, blobs.blobs))
-    target = Path(path)
-    temporary = target.with_name(target.name + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, target)
+    return pack(Envelope("model", model.backend.name, "", meta, blobs.blobs))
 
 
 # ---- loading: every field checked before use -----------------------------------------------

@@ -22,6 +22,7 @@ raises :class:`~pets.errors.ValueRangeError` instead of returning garbage.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import warnings
 from collections.abc import Sequence
@@ -419,6 +420,30 @@ class CKKSBackend(Backend):
         out = self._packing.concat(list(natives), axis, list(shapes))
         return replace(out, bound=max(n.bound for n in natives),
                        loaded=any(n.loaded for n in natives))
+
+    # ---- splitting work between processes (pets.compiler.parallel) ----------------------
+
+    def split_rows(self, a: CKKSData, parts: int) -> list[CKKSData]:
+        """``a`` cut into at most ``parts`` independent pieces of whole ciphertexts: samples
+        of a per-sample tensor, chunks of ``slots`` samples of a batched one."""
+        groups = len(a.cts)
+        count = max(1, min(parts, groups))
+        bounds = [round(i * groups / count) for i in range(count + 1)]
+        pieces = []
+        for start, stop in itertools.pairwise(bounds):
+            if a.layout == BATCHED:
+                rows = min(a.rows, stop * self.params.slots) - start * self.params.slots
+            else:
+                rows = stop - start
+            pieces.append(replace(a, rows=rows, cts=a.cts[start:stop]))
+        return pieces
+
+    def join_rows(self, pieces: Sequence[CKKSData]) -> CKKSData:
+        """The inverse of :meth:`split_rows` (pieces in order)."""
+        first = pieces[0]
+        return replace(first, rows=sum(p.rows for p in pieces),
+                       cts=tuple(group for p in pieces for group in p.cts),
+                       bound=max(p.bound for p in pieces), loaded=any(p.loaded for p in pieces))
 
     def layout_of(self, a: CKKSData) -> str:
         return a.layout
