@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
+import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +34,7 @@ from pets.compiler.placement import (
     first_product_layer,
 )
 from pets.compiler.precision import noise_gain, plan_ranges, target_precision
-from pets.errors import CompileError, ShapeMismatchError
+from pets.errors import CompileError, ParameterError, ShapeMismatchError
 from pets.tensor import PrivateTensor
 
 __all__ = ["CompileReport", "PrivateModel"]
@@ -203,13 +206,16 @@ class PrivateModel:
                 f"{self.input_shape} flattened), got a private tensor of shape {tensor.shape}; "
                 "encrypt with model.encrypt(x), which flattens each sample"
             )
+        self._advise(tensor)
         count = self.workers if workers is None else workers
         if count > 1 and tensor.ndim == 2 and hasattr(tensor.backend, "split_rows"):
             return self._pool(count).run(tensor, self.output_size)
         values = {self._input_name: tensor}
         vouch = getattr(self.backend, "assume_bound", None)
-        for layer in self.layers:
+        progress = _Progress(self, tensor)
+        for index, layer in enumerate(self.layers, 1):
             out = layer.forward([values[i] for i in layer.inputs])
+            progress.done(index, layer)
             if vouch is not None and layer.name in self.ranges.vouched:
                 out = PrivateTensor(out.backend, vouch(out.data, self.ranges.bounds[layer.name]),
                                     out.shape)
@@ -218,6 +224,61 @@ class PrivateModel:
 
     #: worker processes a call uses by default (see :meth:`__call__`)
     workers: int = 1
+
+    def estimate(self, rows: int, layout: str | None = None) -> Any:
+        """Predicted seconds and memory of running on ``rows`` samples, for one packing
+        (``layout``) or, by default, for each the backend offers (levelled backends only;
+        see :mod:`pets.compiler.estimate`)."""
+        from pets.compiler.estimate import estimate
+
+        costs_of = getattr(self.backend, "operation_costs", None)
+        if costs_of is None:
+            raise CompileError(
+                f"the {self.backend.name} backend reports no operation costs to estimate from"
+            )
+        costs = costs_of()
+        layouts = [layout] if layout else list(self.backend.capabilities.packings)
+        cache = self.__dict__.setdefault("_estimates", {})
+        found = {}
+        for name in layouts:
+            if (rows, name) not in cache:
+                cache[(rows, name)] = estimate(self, rows, name, costs)
+            found[name] = cache[(rows, name)]
+        return found[layout] if layout else found
+
+    def _choose_layout(self, rows: int) -> str | None:
+        """The packing that fits in memory and finishes first, or ``None`` (backend's rule)."""
+        from pets.compiler.estimate import available_memory
+
+        if rows <= 16 or not hasattr(self.backend, "operation_costs"):
+            return None
+        estimates = self.estimate(rows)
+        room = 0.8 * available_memory()
+        fitting = [e for e in estimates.values() if e.memory_bytes <= room]
+        if not fitting:
+            raise ParameterError(
+                f"no packing of {rows} samples fits in the {room / 2**30:.1f} GiB this machine "
+                f"can give: {'; '.join(str(e) for e in estimates.values())}; encrypt and run "
+                "fewer samples at a time"
+            )
+        return min(fitting, key=lambda e: e.seconds).layout
+
+    def _advise(self, tensor: PrivateTensor) -> None:
+        """Warn once when an input is packed in a way that is slow for this model."""
+        if self.__dict__.get("_advised"):
+            return
+        advice = None
+        check = getattr(tensor.backend, "packing_advice", None)
+        if check is not None:
+            advice = check(tensor.data, self.requirements)
+        if advice is None and tensor.layout == "batched" and tensor.shape[0] <= 16:
+            advice = (f"a batched packing of {tensor.shape[0]} samples costs as much as one of "
+                      "thousands; model.encrypt(x) packs a few samples one per ciphertext")
+        if advice is not None:
+            from pets.compiler.estimate import PackingWarning
+
+            self.__dict__["_advised"] = True
+            warnings.warn(advice, PackingWarning, stacklevel=3)
 
     def _pool(self, workers: int) -> Any:
         from pets.compiler.parallel import WorkerPool
@@ -265,12 +326,14 @@ class PrivateModel:
         """
         if check_range not in ("raise", "warn", "off"):
             raise ValueError(f"check_range must be 'raise', 'warn' or 'off', got {check_range!r}")
+        flat = self.flatten(data)
+        if layout is None and src is None:
+            layout = self._choose_layout(len(flat))
         requirements = self.requirements
         if check_range != "raise":
             requirements = dataclasses.replace(
                 requirements, extra={**requirements.extra, "check_range": check_range})
-        return self.backend.encrypt_for(self.flatten(data), requirements, layout=layout,
-                                        src=src)
+        return self.backend.encrypt_for(flat, requirements, layout=layout, src=src)
 
     def _first_product(self) -> tuple[int, int] | None:
         """``(n, m)`` when the input feeds one product only, so the backend may pack for it."""
@@ -365,3 +428,29 @@ class PrivateModel:
 def matmul_shapes(layers: Sequence[Layer]) -> tuple[tuple[int, int], ...]:
     """Every ``(in, out)`` plain-matrix product the layers compute."""
     return tuple(shape for layer in layers for shape in layer.matmul_shapes)
+
+
+class _Progress:
+    """Logs each layer of a long encrypted run (estimated over 20 s) with the time so far."""
+
+    def __init__(self, model: PrivateModel, tensor: PrivateTensor) -> None:
+        self.start = time.perf_counter()
+        self.total = len(model.layers)
+        self.expected: float | None = None
+        if hasattr(model.backend, "operation_costs") and tensor.ndim == 2:
+            try:
+                self.expected = model.estimate(tensor.shape[0], tensor.layout).seconds
+            except (CompileError, KeyError, ValueError):
+                self.expected = None
+        self.active = self.expected is not None and self.expected > 20.0
+        if self.active:
+            logger.info("running %d layers on %s samples (%s packing): about %.0f s",
+                        self.total, tensor.shape[0], tensor.layout, self.expected)
+
+    def done(self, index: int, layer: Layer) -> None:
+        if self.active:
+            logger.info("layer %d/%d (%s) done after %.1f s", index, self.total,
+                        layer.describe(), time.perf_counter() - self.start)
+
+
+logger = logging.getLogger(__name__)

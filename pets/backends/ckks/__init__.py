@@ -421,6 +421,65 @@ class CKKSBackend(Backend):
         return replace(out, bound=max(n.bound for n in natives),
                        loaded=any(n.loaded for n in natives))
 
+    # ---- costs and advice (pets.compiler.estimate) ------------------------------------
+
+    def operation_costs(self) -> dict[str, Any]:
+        """Bytes of a ciphertext and a plaintext per level, and seconds per operation,
+        measured once on these keys (a few milliseconds), for estimates before running."""
+        cached = self.__dict__.get("_costs")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        import time
+
+        arith = self._packing.arith
+        params = self.params
+        n = params.poly_modulus_degree
+        levels = sorted(self.keys.levels)
+        ct = arith.encrypt(np.full(params.slots, 0.5))
+        plain = arith.encode(np.full(params.slots, 0.5), self.keys.top, arith.factor_scale(ct))
+
+        def timed(action: Any, repeat: int = 3) -> float:
+            best = float("inf")
+            for _ in range(repeat):
+                start = time.perf_counter()
+                action()
+                best = min(best, time.perf_counter() - start)
+            return best
+
+        step = min(self.keys.steps, default=None)
+        costs = {
+            "slots": params.slots,
+            "ciphertext_bytes": {lv: 2 * n * (lv + 1) * 8 for lv in levels},
+            "plaintext_bytes": {lv: n * (lv + 1) * 8 for lv in levels},
+            "top": max(levels),
+            "seconds": {
+                "encrypt": timed(lambda: arith.encrypt(np.zeros(params.slots))),
+                "multiply_plain": timed(lambda: arith.multiply_encoded(ct, plain, rescale=False)),
+                "scalar_multiply": timed(lambda: arith.linear_combination([ct] * 16,
+                                                                          [0.5] * 16)) / 16,
+                "multiply": timed(lambda: arith.multiply(ct, ct)),
+                "add": timed(lambda: arith.add(ct, ct)),
+                "rotate": timed(lambda: arith.rotate(ct, step)) if step else
+                timed(lambda: arith.multiply(ct, ct)) * 2,
+                "encode": timed(lambda: arith.encode(np.full(params.slots, 0.5),
+                                                     self.keys.top)),
+            },
+        }
+        self.__dict__["_costs"] = costs
+        return costs
+
+    def packing_advice(self, a: CKKSData, requirements: Requirements) -> str | None:
+        """Why ``a`` is packed slowly for a computation with ``requirements``, and what to
+        call instead (``None`` if it is packed as the model would pack it)."""
+        first = requirements.first_product
+        if a.layout == PER_SAMPLE and first is not None and a.staged_for is None and (
+            self._gather(requirements) is not None or can_stage(*first, self.params.slots)
+        ):
+            return ("this per_sample input is not laid out for the model's first product; "
+                    "model.encrypt(x) gathers (or stages) it, so that product takes a few "
+                    "plaintext multiplications instead of a rotation per diagonal")
+        return None
+
     # ---- splitting work between processes (pets.compiler.parallel) ----------------------
 
     def split_rows(self, a: CKKSData, parts: int) -> list[CKKSData]:
