@@ -234,8 +234,9 @@ def test_a_failing_or_missing_technique_leaves_reasons_and_the_run_goes_on(
 
 
 def test_skip_refuses_unknown_techniques_and_lists_the_known_ones() -> None:
-    with pytest.raises(pets.ParameterError, match=r"no technique called mcp; --skip takes one "
-                       r"of: ckks, ckks-batched, ckks-per-sample, dp, federated, mpc, mpc-2, mpc-3$"):
+    with pytest.raises(pets.ParameterError, match=r"no technique called mcp; --skip takes "
+                       r"one of: ckks, ckks-batched, ckks-per-sample, dp, federated, mpc, "
+                       r"mpc-2, mpc-3$"):
         check_skip(["mcp"], MatrixConfig.full())
     with pytest.raises(pets.ParameterError, match="plaintext cannot be left out: it is the "
                        "baseline every ratio divides by"):
