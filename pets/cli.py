@@ -36,7 +36,7 @@ def bench(args: argparse.Namespace) -> int:
     """Every technique on the same work against plaintext (the matrix, files in ``--out``);
     with ``--only``, the detailed comparisons against TenSEAL, SGD and CrypTen instead."""
     if not args.only:
-        from pets_benchmarks.matrix import (  # type: ignore[import-not-found]
+        from pets_benchmarks.matrix import (
             bench as run_matrix,
         )
 

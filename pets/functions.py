@@ -223,12 +223,28 @@ def inv_sqrt(x: PrivateTensor, *, interval: Interval | None = None) -> PrivateTe
 # ---- functions built on those ---------------------------------------------------------------
 
 
+#: beyond this |x| a sigmoid's exponential leaves fixed point's range (e^8 ~ 3e3)
+_SIGMOID_DIRECT = 8.0
+
+
 def sigmoid(x: PrivateTensor, *, interval: Interval | None = None) -> PrivateTensor:
-    """``1 / (1 + e^-x)`` for ``x`` in ``interval``."""
+    """``1 / (1 + e^-x)`` for ``x`` in ``interval``.
+
+    Where the backend compares and the interval is wide, it uses the symmetry
+    ``sigmoid(x) = 1 - sigmoid(-x)``: one comparison gives ``|x|``, and
+    ``1 / (1 + e^-|x|)`` needs ``e^-|x|`` in ``(0, 1]`` and a reciprocal over
+    ``[1, 2]`` only, however wide the interval (e^16 would overflow fixed point).
+    """
     lo, hi = _interval("sigmoid", interval)
     native = _native(x, "sigmoid", interval=(lo, hi))
     if native is not None:
         return native
+    if x.backend.capabilities.comparisons and max(-lo, hi) > _SIGMOID_DIRECT:
+        positive = 1.0 - _less_than_zero(x)  # 1 where x >= 0
+        magnitude = x * (positive * 2.0 - 1.0)
+        widest = max(-lo, hi)
+        half = reciprocal(exp(-magnitude, interval=(-widest, 0.0)) + 1.0, interval=(1.0, 2.0))
+        return (1.0 - half) + positive * (half * 2.0 - 1.0)
     denominator = exp(-x, interval=(-hi, -lo)) + 1.0
     return reciprocal(denominator, interval=(1.0 + math.exp(-hi), 1.0 + math.exp(-lo)))
 

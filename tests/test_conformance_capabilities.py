@@ -148,3 +148,12 @@ def test_division_by_a_private_tensor_names_the_reciprocal(plain: pets.Backend) 
 def test_truth_value_of_a_private_tensor_is_refused(plain: pets.Backend) -> None:
     with pytest.raises(TypeError, match="the truth value of a private tensor is secret"):
         bool(plain.encrypt(DATA) > 0)
+
+
+def test_a_sigmoid_over_a_wide_interval_stays_in_range(any_backend: pets.Backend,
+                                                        plain: pets.Backend) -> None:
+    if not any_backend.capabilities.comparisons:
+        pytest.skip("the symmetric sigmoid needs a comparison; CKKS has the range for e^x")
+    z = np.linspace(-30.0, 30.0, 13)
+    got = any_backend.decrypt(any_backend.encrypt(z).sigmoid(interval=(-40.0, 40.0)))
+    np.testing.assert_allclose(got, 1 / (1 + np.exp(-z)), atol=1e-3)
