@@ -46,3 +46,33 @@ def test_pets_ckks_per_sample(benchmark: Any, digits_he: Any) -> None:
 def test_tenseal_recipe_per_sample(benchmark: Any, digits_he: Any) -> None:
     benchmark.pedantic(tenseal_recipe, args=(digits_he.recipe, digits_he.x_batch[0],
                                              digits_he.weights), rounds=3, iterations=1)
+
+
+# ---- beyond the digits MLP: the tutorial CNN, one image --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tutorial_cnn() -> Any:
+    import pets
+    from pets.bench.baselines import TutorialCNN
+    from pets.bench.workloads import digits_28, train_tutorial_cnn
+
+    net = train_tutorial_cnn(epochs=2)
+    data = digits_28()
+    model = pets.compile(net, backend=pets.backend("ckks"), example_input=data.x_train)
+    model(model.encrypt(data.x_test[:1]))  # warm: encode the diagonals once
+    return model, TutorialCNN(net, threads=1), data.x_test[0]
+
+
+@pytest.mark.benchmark(group="cnn-one-image")
+def test_pets_cnn_per_sample(benchmark: Any, tutorial_cnn: Any) -> None:
+    model, _recipe, image = tutorial_cnn
+    x = model.encrypt(image[None])
+    benchmark.pedantic(model, args=(x,), rounds=3, iterations=1)
+
+
+@pytest.mark.benchmark(group="cnn-one-image")
+def test_tenseal_tutorial_cnn_recipe(benchmark: Any, tutorial_cnn: Any) -> None:
+    _model, recipe, image = tutorial_cnn
+    encrypted, windows = recipe.encrypt(image)
+    benchmark.pedantic(recipe.forward, args=(encrypted, windows), rounds=3, iterations=1)

@@ -8,6 +8,9 @@
 * :func:`tenseal_vectors_batched` — the same slot-batched algorithm written
   with TenSEAL's own ``CKKSVector`` API (one vector per feature,
   ``vector * weight`` and ``+``), as a TenSEAL user would write it.
+* :class:`TutorialCNN` — TenSEAL's tutorial MNIST CNN as the tutorial writes it
+  (``im2col_encoding``, ``conv2d_im2col``, ``pack_vectors``, ``mm``), with its
+  parameters (N=8192, 26-bit scale, every Galois key).
 """
 
 from __future__ import annotations
@@ -17,18 +20,26 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RecipeContext", "raw_batched", "tenseal_recipe", "tenseal_vectors_batched"]
+__all__ = [
+    "RecipeContext",
+    "TutorialCNN",
+    "raw_batched",
+    "tenseal_recipe",
+    "tenseal_vectors_batched",
+]
 
 
 class RecipeContext:
     """A TenSEAL context as the tutorials make it: same ring and chain, every Galois key."""
 
     def __init__(self, poly_modulus_degree: int, coeff_mod_bit_sizes: Sequence[int],
-                 scale_bits: int) -> None:
+                 scale_bits: int, *, threads: int | None = None) -> None:
         import tenseal as ts
 
+        options = {} if threads is None else {"n_threads": threads}
         self.context = ts.context(
-            ts.SCHEME_TYPE.CKKS, poly_modulus_degree, coeff_mod_bit_sizes=list(coeff_mod_bit_sizes)
+            ts.SCHEME_TYPE.CKKS, poly_modulus_degree,
+            coeff_mod_bit_sizes=list(coeff_mod_bit_sizes), **options,
         )
         self.context.global_scale = 2.0**scale_bits
         self.context.generate_galois_keys()
@@ -122,3 +133,50 @@ def raw_batched(keys: Any, columns: list[Any], weights: Sequence[tuple[np.ndarra
             outputs.append(acc)
         columns = outputs
     return columns
+
+
+class TutorialCNN:
+    """TenSEAL's tutorial MNIST CNN (conv 7x7 stride 3, square, FC, square, FC), as written
+    there: ``net`` is the torch model (``Conv2d``, ``Square``, ``Flatten``, two ``Linear``
+    with a ``Square`` between, as :func:`pets.bench.workloads.train_tutorial_cnn` makes).
+    """
+
+    #: the tutorial's parameters
+    POLY_MODULUS_DEGREE = 8192
+    SCALE_BITS = 26
+    COEFF_MOD_BIT_SIZES = (31, 26, 26, 26, 26, 26, 26, 31)
+
+    def __init__(self, net: Any, *, threads: int | None = None) -> None:
+        import torch
+
+        conv = net[0]
+        fc1, fc2 = [m for m in net if isinstance(m, torch.nn.Linear)]
+        self.kernel = tuple(conv.kernel_size)
+        self.stride = int(conv.stride[0])
+        self.conv_weight = conv.weight.detach().view(conv.out_channels, *self.kernel).tolist()
+        self.conv_bias = conv.bias.detach().tolist()
+        self.fc1_weight = fc1.weight.detach().T.tolist()
+        self.fc1_bias = fc1.bias.detach().tolist()
+        self.fc2_weight = fc2.weight.detach().T.tolist()
+        self.fc2_bias = fc2.bias.detach().tolist()
+        self.recipe = RecipeContext(self.POLY_MODULUS_DEGREE, self.COEFF_MOD_BIT_SIZES,
+                                    self.SCALE_BITS, threads=threads)
+
+    def encrypt(self, image: np.ndarray) -> tuple[Any, int]:
+        """``im2col_encoding`` of one 28x28 image: the encrypted windows and their count."""
+        import tenseal as ts
+
+        side = int(np.sqrt(np.asarray(image).size))
+        return ts.im2col_encoding(self.recipe.context, np.asarray(image).reshape(side, side)
+                                  .tolist(), self.kernel[0], self.kernel[1], self.stride)
+
+    def forward(self, encrypted: Any, windows: int) -> Any:
+        import tenseal as ts
+
+        channels = [encrypted.conv2d_im2col(kernel, windows) + bias
+                    for kernel, bias in zip(self.conv_weight, self.conv_bias, strict=True)]
+        x = ts.CKKSVector.pack_vectors(channels)
+        x.square_()
+        x = x.mm(self.fc1_weight) + self.fc1_bias
+        x.square_()
+        return x.mm(self.fc2_weight) + self.fc2_bias
