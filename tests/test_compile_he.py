@@ -126,8 +126,7 @@ def test_a_cnn_runs_batched_too() -> None:
                            nn.Flatten(), nn.Linear(8, 2)).eval()
     x = torch.randn(20, 1, 6, 6)
     model = pets.compile(module, backend=pets.backend("ckks"), example_input=x)
-    batch = model.encrypt(x.numpy())
-    assert batch.layout == "batched"
+    batch = model.encrypt(x.numpy(), layout="batched")
     np.testing.assert_allclose(model.decrypt(model(batch)), _torch64(module, x), atol=CKKS_ATOL)
 
 
@@ -324,3 +323,16 @@ def test_what_make_private_returns_compiles() -> None:
     for source in (training, training.module):  # the result, and Opacus' GradSampleModule
         model = pets.compile(source, backend="plain", example_input=x, approximate=True)
         np.testing.assert_allclose(model.predict(x), _torch64(net, x), atol=1e-9)
+
+
+def test_the_dp_then_encrypted_example_agrees_with_plaintext() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "dp_then_encrypted.py"
+    done = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "predictions agree with plaintext on 100.0%" in done.stdout
+    assert "Full backward hook" not in done.stderr

@@ -57,6 +57,8 @@ class CompileReport:
     requirements: Requirements
     #: why the backend chose its parameters (a levelled backend's ``describe()["why"]``)
     parameters: tuple[str, ...] = ()
+    #: layers whose value bound is vouched by calibration rather than sound
+    vouched: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         lines = [f"PrivateModel: {len(self.layers)} layers, depth {self.depth}"]
@@ -66,7 +68,17 @@ class CompileReport:
             f"  output error: <= {self.output_error_bound:.3g} (bound, inputs in range), "
             f"{self.calibration_error:.3g} on the example input"
         )
-        lines.append(f"  largest |value|: {self.requirements.max_abs:.3g}")
+        lines.append(
+            f"  largest |value|: {max(self.value_ranges.values(), default=0.0):.3g} on the "
+            f"example input; parameters hold {self.requirements.max_abs:.3g} (a bound for "
+            "inputs in the calibrated range)"
+        )
+        if self.vouched:
+            lines.append(
+                f"  calibrated, not sound: the bounds after {', '.join(self.vouched)} are the "
+                "example's ranges with headroom (sound ones are too large to hold); inputs "
+                "outside the calibrated range are refused by model.encrypt"
+            )
         lines += [f"  parameters: {why}" for why in self.parameters]
         return "\n".join(lines)
 
@@ -413,6 +425,8 @@ class PrivateModel:
             value_ranges=self.value_ranges,
             requirements=self.requirements,
             parameters=tuple(str(why) for why in self.backend.describe().get("why", ())),
+            vouched=tuple(layer.source or layer.name for layer in self.layers
+                          if layer.name in self.ranges.vouched),
         )
 
     def __str__(self) -> str:

@@ -10,7 +10,7 @@ Three questions, answered in the clear at compile time:
   ``sum |c_k| b^k``). Where sound bounds grow beyond what any secure parameters
   hold (deep polynomial models), the model vouches instead for its calibrated
   range times :data:`HEADROOM` (and for what feeds an approximation, at most
-  twice its interval, where the approximation holds), and says so.
+  1.25 times its interval, where the approximation holds), and says so.
 * **How much does the model amplify noise?** One unit of error injected at the
   input and after every layer, propagated with each layer's error bound, gives
   the output error per unit of noise (the *noise gain*): the backend picks the
@@ -72,11 +72,11 @@ def plan_ranges(
     too large to hold (beyond :data:`SOUND_LIMIT`)."""
 
     # a polynomial's approximation holds on its interval only: what feeds it is vouched for
-    # no wider than twice that interval
+    # no wider than 1.25 times that interval
     interval_limit: dict[str, float] = {}
     for layer in layers:
         if isinstance(layer, Polynomial) and layer.approximation is not None:
-            reach = 2.0 * max(abs(layer.interval[0]), abs(layer.interval[1]))
+            reach = 1.25 * max(abs(layer.interval[0]), abs(layer.interval[1]))
             for name in layer.inputs:
                 interval_limit[name] = min(interval_limit.get(name, math.inf), reach)
 
