@@ -98,7 +98,13 @@ def test_unknown_calibration_lists_the_known_ones() -> None:
         pets.dp.GaussianMechanism(1.0, 1e-5, 1.0, calibration="exact")
 
 
-def test_unknown_mechanism_lists_the_registered_names_at_run_time() -> None:
+def test_unknown_mechanism_lists_the_registered_names_at_run_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pets.dp.mechanisms import base
+
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))  # registration undone after
+
     @pets.dp.register_mechanism("test_only_constant")
     class Constant(pets.dp.LaplaceMechanism):
         pass
