@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 from tenseal.sealapi import Ciphertext  # fails here, at backend load, with an install hint
 
-from pets.backends.base import Backend, Capabilities, Requirements
+from pets.backends.base import MAX_ELEMENTS, Backend, Capabilities, Requirements
 from pets.backends.ckks import seal_io
 from pets.backends.ckks.arithmetic import Arithmetic
 from pets.backends.ckks.keys import KeySet
@@ -533,11 +533,19 @@ class CKKSBackend(Backend):
                 placement, cols, low=0, high=self.params.slots)
             if place is not None and len(np.unique(place)) != cols:
                 raise ValueError("a placement puts two features at one slot")
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
             raise SerializationError(f"CKKS tensor bytes have a malformed header: {exc}") from exc
         slots = self.params.slots
-        if rows < 1 or cols < 1:
-            raise SerializationError(f"CKKS tensor bytes announce a {rows}x{cols} tensor")
+        if not (1 <= rows <= MAX_ELEMENTS and 1 <= cols <= MAX_ELEMENTS):
+            raise SerializationError(
+                f"CKKS tensor bytes announce a {rows:.3g}x{cols:.3g} tensor; they are "
+                "corrupted or forged"
+            )
+        if len(groups) != (-(-rows // slots) if layout == BATCHED else rows):
+            raise SerializationError(
+                f"CKKS tensor bytes hold {len(blobs)} ciphertexts in {len(groups)} groups, "
+                f"which does not match a {layout} {rows}x{cols} tensor; they are corrupted"
+            )
         per_row = groups[0] if gathered and groups and 1 <= groups[0] <= 1024 else 1
         expected = (
             [cols] * (-(-rows // slots)) if layout == BATCHED else [per_row] * rows
