@@ -84,3 +84,10 @@ def test_long_runs_log_their_progress(model: pets.PrivateModel,
                for m in messages)
     assert any(m.startswith("layer 3/3 (") and "done after" in m for m in messages)
     del model.__dict__["_estimates"][(2, "per_sample")]
+
+
+def test_estimates_default_to_the_most_samples_encrypted_at_once(
+    model: pets.PrivateModel,
+) -> None:
+    assert model.requirements.max_rows == 64  # the example's batch
+    assert model.estimate()["per_sample"].rows == 64

@@ -190,3 +190,28 @@ def test_repr_and_describe_make_no_keys() -> None:
 
     model = pets.compile(torch.nn.Linear(3, 2), backend=be, example_input=net_input)
     assert np.allclose(model.predict(net_input), model.simulate(net_input), atol=1e-3)
+
+
+# ---- SEAL bytes staged in memory, failures as pets errors --------------------------------
+
+
+def test_seal_objects_pass_through_an_anonymous_memory_file(shallow: pets.Backend) -> None:
+    from pets.backends.ckks import seal_io
+
+    assert seal_io._HAS_MEMFD  # Linux: no /dev/shm (64 MiB in containers), nothing on disk
+    x = shallow.encrypt(np.ones((1, 2)))
+    assert np.allclose(shallow.decrypt(shallow.load_tensor(x.to_bytes())), 1.0, atol=1e-6)
+
+
+def test_a_failing_scratch_file_is_a_serialization_error(
+    shallow: pets.Backend, monkeypatch: pytest.MonkeyPatch, tmp_path: object,
+) -> None:
+    import tempfile
+
+    from pets.backends.ckks import seal_io
+
+    monkeypatch.setattr(seal_io, "_HAS_MEMFD", False)
+    monkeypatch.setattr(tempfile, "tempdir", "/nonexistent/pets-scratch")
+    with pytest.raises(pets.SerializationError, match="could not stage a ciphertext in a "
+                       "temporary file"):
+        shallow.encrypt(np.ones((1, 2))).to_bytes()

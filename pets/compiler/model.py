@@ -237,11 +237,14 @@ class PrivateModel:
     #: worker processes a call uses by default (see :meth:`__call__`)
     workers: int = 1
 
-    def estimate(self, rows: int, layout: str | None = None) -> Any:
-        """Predicted seconds and memory of running on ``rows`` samples, for one packing
-        (``layout``) or, by default, for each the backend offers (levelled backends only;
-        see :mod:`pets.compiler.estimate`)."""
+    def estimate(self, rows: int | None = None, layout: str | None = None) -> Any:
+        """Predicted seconds and memory of running on ``rows`` samples (by default the most
+        encrypted at once, ``requirements.max_rows``), for one packing (``layout``) or, by
+        default, for each the backend offers (levelled backends only; see
+        :mod:`pets.compiler.estimate`)."""
         from pets.compiler.estimate import estimate
+
+        rows = self.requirements.max_rows if rows is None else rows
 
         costs_of = getattr(self.backend, "operation_costs", None)
         if costs_of is None:
