@@ -36,8 +36,8 @@ def test_a_dead_worker_is_a_party_error(model: pets.PrivateModel) -> None:
     encrypted = model.encrypt(np.zeros((2, 6)), layout="per_sample")
     model(encrypted, workers=2)
     pool = model.__dict__["_workers_pool"]
-    pool._workers[1].process.kill()
-    pool._workers[1].process.wait()
+    pool._workers[0].process.kill()  # workers=2: this process and one other
+    pool._workers[0].process.wait()
     with pytest.raises(pets.PartyError, match="a worker process died"):
         model(encrypted, workers=2)
     model.close()

@@ -7,8 +7,9 @@ the caller's script is re-imported, no fork of a process holding threads),
 started once with the model's file bytes (:mod:`pets.compiler.saving`, no
 pickle) and the backend's *public* keys, which it loads once. A call splits the
 input into independent pieces of whole ciphertexts (per-sample: samples;
-batched: chunks of ``slots`` samples), sends each to a worker as tensor bytes
-over its pipe, and joins the results in order. Backends that cannot split
+batched: chunks of ``slots`` samples), sends all but the first to the workers
+as tensor bytes over their pipes, runs the first itself meanwhile, and joins
+the results in order (``workers=k``: this process and ``k - 1`` others). Backends that cannot split
 (``split_rows``) run in this process.
 
 >>> import numpy as np, torch, pets
@@ -107,29 +108,32 @@ class _Worker:
 
 
 class WorkerPool:
-    """``workers`` processes, each holding the model and the public keys (see the module)."""
+    """``workers`` ways of running a model: this process and ``workers - 1`` others, each
+    holding the model and the public keys (see the module)."""
 
     def __init__(self, model: PrivateModel, workers: int) -> None:
         from pets.compiler.saving import model_to_bytes
 
         self.workers = workers
+        self.model = model
         self.key_id = model.backend.key_id
         keys = model.backend.public().to_bytes()
         data = model_to_bytes(model)
-        self._workers = [_Worker(data, keys) for _ in range(workers)]
-        self._threads = ThreadPoolExecutor(max_workers=workers)
-        logger.info("started %d worker processes for %r", workers, model)
+        self._workers = [_Worker(data, keys) for _ in range(workers - 1)]
+        self._threads = ThreadPoolExecutor(max_workers=max(1, workers - 1))
+        logger.info("started %d worker processes for %r", workers - 1, model)
 
     def run(self, tensor: PrivateTensor, output_size: int) -> PrivateTensor:
+        """The model on ``tensor``: the first piece here, the others in the workers, at once."""
         backend = tensor.backend
         pieces = backend.split_rows(tensor.data, self.workers)  # type: ignore[attr-defined]
-        requests = [
-            backend.tensor_to_bytes(PrivateTensor(backend, piece, (piece.rows, tensor.shape[-1])))
-            for piece in pieces
-        ]
-        results = list(self._threads.map(lambda pair: pair[0].evaluate(pair[1]),
-                                         zip(self._workers, requests, strict=False)))
-        outputs = [backend.load_tensor(data).data for data in results]
+        width = tensor.shape[-1]
+        pending = []
+        for worker, piece in zip(self._workers, pieces[1:], strict=False):
+            request = backend.tensor_to_bytes(PrivateTensor(backend, piece, (piece.rows, width)))
+            pending.append(self._threads.submit(worker.evaluate, request))
+        own = self.model(PrivateTensor(backend, pieces[0], (pieces[0].rows, width)), workers=1)
+        outputs = [own.data] + [backend.load_tensor(f.result()).data for f in pending]
         native = backend.join_rows(outputs)  # type: ignore[attr-defined]
         return PrivateTensor(backend, native, (*tensor.shape[:-1], output_size))
 
