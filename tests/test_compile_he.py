@@ -336,3 +336,13 @@ def test_the_dp_then_encrypted_example_agrees_with_plaintext() -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "predictions agree with plaintext on 100.0%" in done.stdout
     assert "Full backward hook" not in done.stderr
+
+
+def test_a_precision_no_secure_size_reaches_names_the_costliest_layer() -> None:
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(4, 8), pets.nn.Square(), nn.Linear(8, 8), pets.nn.Square(),
+                           nn.Linear(8, 2)).eval()
+    with pytest.raises(pets.ParameterError, match=r"no 128-bit-secure CKKS parameters reach "
+                       r"precision 1e-12 at depth 5(.|\n)*the layer that costs the most: "):
+        pets.compile(module, backend=pets.backend("ckks"), example_input=torch.randn(16, 4),
+                     precision=1e-12)

@@ -127,8 +127,14 @@ class PrivateModel:
         self.precision = target_precision(precision, expected)
         #: where a per-sample packing puts each value (see :mod:`pets.compiler.placement`)
         self.placements = assign_placements(self.layers, self._input_name, self.input_shape)
+        sources = {k: v for k, v in self.noise_gain.items() if k != "total"}
+        costliest = max(sources, key=sources.__getitem__, default=None)
+        share = 0.0 if costliest is None else sources[costliest] / max(sum(sources.values()),
+                                                                       1e-300)
         extra: dict[str, Any] = {
             "noise_gain": self.noise_gain["total"], "precision": self.precision,
+            "noisiest_layer": None if costliest is None else (
+                f"{self._source_of(costliest)} ({share:.0%} of the noise gain)"),
             "products": describe_products(self.layers, self.placements),
             "input_bound": self.input_bound,
         }
@@ -392,6 +398,13 @@ class PrivateModel:
         """The compiled arithmetic (polynomials included) on plain float64, no backend."""
         output, _ = self._simulate(self.flatten(data))
         return output.reshape(-1, *self.output_shape)
+
+    def _source_of(self, name: str) -> str:
+        """Where in the torch model a value comes from (``input`` for the input)."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer.source or layer.name
+        return "the input"
 
     def _layer_maxima(self, flat: np.ndarray) -> dict[str, float]:
         """Largest ``|output|`` of each layer (by name) on ``flat``."""

@@ -185,7 +185,13 @@ class CKKSBackend(Backend):
                 f"depth={requirements.depth}) or compile the model before encrypting anything"
             )
         max_abs = float(requirements.max_abs)
-        params = self.params
+        try:
+            params = self.params
+        except ParameterError as exc:
+            noisiest = extra.get("noisiest_layer")
+            if noisiest and "precision" in str(exc):
+                raise ParameterError(f"{exc}; the layer that costs the most: {noisiest}") from exc
+            raise
         if max_abs > params.max_abs_value:
             raise ValueRangeError(
                 f"values up to {max_abs:.3g} reach a layer, beyond the {params.max_abs_value:.3g} "
