@@ -138,6 +138,7 @@ class PrivateModel:
             "products": describe_products(self.layers, self.placements),
             "input_bound": self.input_bound,
         }
+        self.__dict__.pop("_clear_run", None)  # the example run is not kept
         gather = describe_gather(first_product_layer(self.layers, self._input_name))
         if gather is not None:
             extra["gather"] = gather
@@ -408,21 +409,30 @@ class PrivateModel:
 
     def _layer_maxima(self, flat: np.ndarray) -> dict[str, float]:
         """Largest ``|output|`` of each layer (by name) on ``flat``."""
-        values = {self._input_name: flat}
-        maxima = {}
-        for layer in self.layers:
-            values[layer.name], _ = layer.simulate([values[i] for i in layer.inputs])
-            maxima[layer.name] = float(np.max(np.abs(values[layer.name]), initial=0.0))
-        return maxima
+        return self._run_clear(flat)[2]
 
     def _simulate(self, flat: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        output, ranges, _ = self._run_clear(flat)
+        return output, ranges
+
+    def _run_clear(self, flat: np.ndarray) -> tuple[np.ndarray, dict[str, float],
+                                                    dict[str, float]]:
+        """Output, largest value met per layer (by source), largest output per layer (by
+        name), in one pass (the example can be large)."""
+        cached = self.__dict__.get("_clear_run")
+        if cached is not None and cached[0] is flat:
+            return cached[1]  # type: ignore[no-any-return]
         values = {self._input_name: flat}
         ranges = {"input": float(np.max(np.abs(flat), initial=0.0))}
+        maxima = {}
         for layer in self.layers:
             values[layer.name], ranges[layer.source or layer.name] = layer.simulate(
                 [values[i] for i in layer.inputs]
             )
-        return values[self._output_name], ranges
+            maxima[layer.name] = float(np.max(np.abs(values[layer.name]), initial=0.0))
+        result = (values[self._output_name], ranges, maxima)
+        self.__dict__["_clear_run"] = (flat, result)
+        return result
 
     # ---- reporting ----------------------------------------------------------------
 

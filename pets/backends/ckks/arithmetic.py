@@ -15,6 +15,7 @@ import tenseal.sealapi as sealapi
 
 from pets.backends.ckks.keys import KeySet, Level
 from pets.errors import DepthExhaustedError, MissingKeyError, ValueRangeError
+from pets.slots import signed_steps
 
 __all__ = ["Arithmetic"]
 
@@ -212,8 +213,9 @@ class Arithmetic:
     def rotate(self, ct: Ciphertext, step: int) -> Ciphertext:
         """Left rotation of the slot vector by ``step``.
 
-        The key holder makes a missing rotation key on demand; a public key set
-        composes the rotation from the keys it has (e.g. 12 as 8 then 4).
+        Built from power-of-two rotations (``12 = 16 - 4``: two key switches) unless a key
+        for the exact step exists; the key holder makes missing power-of-two keys on demand,
+        a public key set composes the rotation from the keys it has.
         """
         step %= self.keys.params.slots
         if step == 0:
@@ -230,9 +232,10 @@ class Arithmetic:
         step %= keys.params.slots
         if step in keys.steps:
             return [step]
-        if keys.has_secret_key:
-            keys.ensure_rotations({step})
-            return [step]
+        parts = signed_steps(step, keys.params.slots)  # powers of two, +-: at most log2 keys
+        if keys.has_secret_key or all(part in keys.steps for part in parts):
+            keys.ensure_rotations(set(parts))
+            return parts
         path, remaining = [], step
         for available in sorted(keys.steps, reverse=True):
             while available <= remaining:

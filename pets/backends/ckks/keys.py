@@ -128,7 +128,7 @@ class KeySet:
         self.levels = level_table(self.seal, params.scale_bits)
         self.steps: frozenset[int] = frozenset()
         self.galois = sealapi.GaloisKeys()
-        self._galois_blob = b""
+        self._galois_blob: bytes | None = b""
         self._relin_blob: bytes | None = None
         self.fingerprint = self._fingerprint()
 
@@ -188,17 +188,29 @@ class KeySet:
         sealapi = _sealapi()
         generator = sealapi.KeyGenerator(self.seal, self.secret_key)
         all_steps = frozenset(self.steps | missing)
-        # seeded: the bytes hold a seed instead of half of every key; loading expands it
-        seeded = generator.create_galois_keys(sorted(self.galois_element(s) for s in all_steps))
-        blob = seal_io.dump(seeded)
-        galois = seal_io.load(sealapi.GaloisKeys(), self.seal, blob, "rotation keys")
-        self.galois, self.steps, self._galois_blob = galois, all_steps, blob
+        galois = sealapi.GaloisKeys()
+        generator.create_galois_keys(sorted(self.galois_element(s) for s in all_steps), galois)
+        self.galois, self.steps, self._galois_blob = galois, all_steps, None
+
+    def _galois_bytes(self) -> bytes:
+        """The rotation keys as bytes, *seeded*: a seed instead of half of every key (made
+        when first sent: new keys for the same steps and secret, as valid as the ones here)."""
+        if self._galois_blob is None:
+            if not self.steps:
+                self._galois_blob = b""
+            else:
+                generator = _sealapi().KeyGenerator(self.seal, self.secret_key)
+                seeded = generator.create_galois_keys(
+                    sorted(self.galois_element(s) for s in self.steps))
+                self._galois_blob = seal_io.dump(seeded)
+        return self._galois_blob
 
     # ---- copies and bytes ----------------------------------------------------
 
     def public(self) -> KeySet:
         keys = KeySet(self.params, self.seal, self.public_key, self.relin_keys)
-        keys.galois, keys.steps, keys._galois_blob = self.galois, self.steps, self._galois_blob
+        keys.galois, keys.steps = self.galois, self.steps
+        keys._galois_blob = self._galois_bytes()
         keys._relin_blob = self._relin_bytes()
         return keys
 
@@ -212,7 +224,7 @@ class KeySet:
 
     def dump(self, *, include_secret_key: bool) -> list[bytes]:
         """``[public key, relinearisation keys, rotation keys, (secret key)]`` as SEAL bytes."""
-        blobs = [seal_io.dump(self.public_key), self._relin_bytes(), self._galois_blob]
+        blobs = [seal_io.dump(self.public_key), self._relin_bytes(), self._galois_bytes()]
         if include_secret_key and self.secret_key is not None:
             blobs.append(seal_io.dump(self.secret_key))
         return blobs

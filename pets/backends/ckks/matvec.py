@@ -157,10 +157,6 @@ def product_plan(matrix: Matrix, place_in: np.ndarray | None, place_out: np.ndar
     slot_out = cols if place_out is None else place_out[cols]
     period_in, period_out = period_of(place_in, n), period_of(place_out, m)
     k, s = diagonal_coordinates(slot_in, slot_out, period_in, period_out)
-    if baby is None and place_in is None and place_out is None and not isinstance(
-        matrix, SparseMatrix
-    ):
-        baby = plan_matvec(n, m).baby  # dense ordinary products: the classic BSGS split
     plan = plan_diagonals(period_in, period_out, np.unique(k).tolist(), baby)
     return plan, k, s, np.asarray(values, dtype=np.float64)
 
