@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pets_benchmarks.baselines import RecipeContext
+from pets_benchmarks.workloads import digits, linear_weights, train_digits_mlp
 
 import pets
-from pets.bench.baselines import RecipeContext
-from pets.bench.workloads import digits, linear_weights, train_digits_mlp
 
 
 @dataclass

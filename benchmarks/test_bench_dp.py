@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 import torch
-
-from pets.bench.dp import accuracy, digits_datasets, prepare, run_epoch
+from pets_benchmarks.dp import accuracy, digits_datasets, prepare, run_epoch
 
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 EPOCHS = 6  # 1 warm-up round + 5 timed rounds, one epoch each

@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from pets.bench.baselines import raw_batched, tenseal_recipe
+from pets_benchmarks.baselines import raw_batched, tenseal_recipe
 
 
 @pytest.mark.benchmark(group="batched-4096")
@@ -53,9 +52,10 @@ def test_tenseal_recipe_per_sample(benchmark: Any, digits_he: Any) -> None:
 
 @pytest.fixture(scope="module")
 def tutorial_cnn() -> Any:
+    from pets_benchmarks.baselines import TutorialCNN
+    from pets_benchmarks.workloads import digits_28, train_tutorial_cnn
+
     import pets
-    from pets.bench.baselines import TutorialCNN
-    from pets.bench.workloads import digits_28, train_tutorial_cnn
 
     net = train_tutorial_cnn(epochs=2)
     data = digits_28()

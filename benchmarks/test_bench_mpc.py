@@ -27,7 +27,7 @@ import pytest
 import torch
 
 import pets
-from pets.backends.mpc._crypten import load_crypten
+from pets.backends.mpc import load_crypten
 
 SAMPLES = 64
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-
-from pets.bench.audit import run_audit
+from pets_benchmarks.audit import run_audit
 
 torch.set_num_threads(1)  # tiny models: one thread is fastest, and fair on a shared machine
 

@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 
 import torch
-
-from pets.bench.dp import DELTA, accuracy, digits_datasets, train
+from pets_benchmarks.dp import DELTA, accuracy, digits_datasets, train
 
 torch.set_num_threads(1)  # tiny models: one thread is fastest, and fair on a shared machine
 

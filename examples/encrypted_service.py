@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pets_benchmarks.workloads import digits, train_digits_mlp
 
 import pets
-from pets.bench.workloads import digits, train_digits_mlp
 from protocols.service import InferenceClient
 
 

@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["build_parser", "main"]
 
@@ -42,8 +43,8 @@ def bench(args: argparse.Namespace) -> int:
 
         run_matrix(quick=args.quick, out=args.out, skip=tuple(args.skip or ()))
         return 0
-    from pets.bench.dp import run_dp
-    from pets.bench.he import run_he
+    from pets_benchmarks.dp import run_dp
+    from pets_benchmarks.he import run_he
 
     sections = args.only
     results: dict[str, object] = {}
@@ -60,7 +61,7 @@ def bench(args: argparse.Namespace) -> int:
         print(dp)
         results["dp"] = {"rows": dp.table.as_dicts(), "ratios": dp.ratios}
     if "mpc" in sections:
-        from pets.bench.mpc import run_mpc
+        from pets_benchmarks.mpc import run_mpc
 
         _heading("MPC (CrypTen) overhead: real party processes, pets beside CrypTen")
         mpc = run_mpc(quick=args.quick, progress=_say)
@@ -79,6 +80,13 @@ def assess(args: argparse.Namespace) -> int:
     from pets_benchmarks.assess.command import main as run_assess
 
     return run_assess(quick_run=args.quick, out=args.out)
+
+
+def _digits_model(quick: bool) -> tuple[Any, Any]:
+    """``pets serve digits``: the demo MLP trained on scikit-learn's digits, and its inputs."""
+    from pets_benchmarks.workloads import digits, train_digits_mlp
+
+    return train_digits_mlp(epochs=10 if quick else 60), digits().x_train
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -105,7 +113,8 @@ def serve(args: argparse.Namespace) -> int:
     model = args.model or args.model_option or "digits"
     with tempfile.TemporaryDirectory(prefix="pets-serve-") as folder:
         _say(f"loading model {model!r}")
-        source = load_source(model, args.example, quick=args.quick, folder=folder)
+        source = load_source(model, args.example, quick=args.quick, folder=folder,
+                             builtins={"digits": _digits_model})
         run_service(source, config, host=args.host, port=args.port,
                     on_ready=lambda url: _say(f"serving encrypted inference on {url} "
                                               f"(API described at {url}/docs)"))
@@ -127,7 +136,7 @@ def infer(args: argparse.Namespace) -> int:
             raise pets.SerializationError(f"cannot read --input {args.input!r} ({exc}); pass "
                                           "a .npy file written by numpy.save") from exc
     else:
-        from pets.bench.workloads import digits
+        from pets_benchmarks.workloads import digits
 
         data, labels = digits().x_test[: args.samples], digits().y_test[: args.samples]
     with pets.measure("encrypted inference") as cost, InferenceClient(

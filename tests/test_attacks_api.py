@@ -59,13 +59,13 @@ def test_docstring_examples_hold(name: str) -> None:
 
 
 def overfit(x: np.ndarray, y: np.ndarray) -> torch.nn.Module:
-    from pets.bench.audit import train_overfit
+    from pets_benchmarks.audit import train_overfit
 
     return train_overfit(x, y, epochs=200)  # type: ignore[no-any-return]
 
 
 def test_membership_inference_runs_loss_lira_and_rmia_given_shadow_data() -> None:
-    from pets.bench.audit import split_digits
+    from pets_benchmarks.audit import split_digits
 
     split = split_digits(100, test=0)
     report = pets.attacks.membership_inference(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pets.bench.he import run_he
+from pets_benchmarks.he import run_he
 
 
 def test_he_report_compares_every_technique_in_one_run() -> None:

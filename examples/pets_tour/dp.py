@@ -38,8 +38,8 @@ def differential_privacy(quick: bool, say: Say) -> None:
 
 
 def dp_training(quick: bool, say: Say) -> None:
-    from pets.bench.audit import run_audit
-    from pets.bench.dp import run_dp
+    from pets_benchmarks.audit import run_audit
+    from pets_benchmarks.dp import run_dp
 
     heading("6. DP-SGD (Opacus) against non-private training, and a membership audit")
     print(run_dp(epsilons=(1.0, 8.0) if quick else (0.5, 1.0, 2.0, 4.0, 8.0), quick=quick,

@@ -13,9 +13,9 @@ from pets_tour.common import Say, heading
 def encrypted_inference(quick: bool, say: Say) -> None:
     import numpy as np
     import torch
+    from pets_benchmarks.workloads import accuracy, digits, train_digits_mlp
 
     import pets
-    from pets.bench.workloads import accuracy, digits, train_digits_mlp
 
     heading("1. Encrypted inference: a client encrypts, a server computes without the key")
     data = digits()
@@ -53,8 +53,9 @@ def encrypted_inference(quick: bool, say: Say) -> None:
 
 
 def service(quick: bool, say: Say) -> None:
+    from pets_benchmarks.workloads import digits
+
     import pets
-    from pets.bench.workloads import digits
     from protocols.service import InferenceClient
 
     heading("2. The same as a service: two processes over HTTP (pets serve / pets infer)")
@@ -91,7 +92,7 @@ def service(quick: bool, say: Say) -> None:
 
 
 def overhead(quick: bool, say: Say) -> None:
-    from pets.bench.he import run_he
+    from pets_benchmarks.he import run_he
 
     heading("8. What HE costs: the digits MLP against plaintext and TenSEAL's recipe")
     samples = 2 if quick else 4

@@ -13,7 +13,7 @@ the operator's own files are loaded; nothing a client sends is unpickled.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -107,20 +107,24 @@ def _saved_inputs(program: Any, path: Path) -> np.ndarray:
         ) from exc
 
 
+#: a built-in model: ``quick -> (torch module, typical inputs)``
+BuiltinModel = Callable[[bool], tuple[Any, np.ndarray]]
+
+
 def load_source(spec: str, example: str | None = None, *, quick: bool = False,
-                folder: str | Path = ".") -> ExportedModel:
-    """``pets serve``'s MODEL: ``"digits"`` (trained now, exported into ``folder``) or a
-    ``torch.export.save`` file; ``example`` a ``.npy`` of typical inputs."""
-    if spec == "digits":
+                folder: str | Path = ".",
+                builtins: Mapping[str, BuiltinModel] | None = None) -> ExportedModel:
+    """``pets serve``'s MODEL: the name of a built-in model (``builtins``: trained now,
+    exported into ``folder``; ``pets serve`` offers ``"digits"``) or a ``torch.export.save``
+    file; ``example`` a ``.npy`` of typical inputs."""
+    if builtins and spec in builtins:
         import torch
 
-        from pets.bench.workloads import digits, train_digits_mlp
-
-        net, x = train_digits_mlp(epochs=10 if quick else 60), digits().x_train
-        path = Path(folder) / "digits.pt2"
+        net, x = builtins[spec](quick)
+        path = Path(folder) / f"{spec}.pt2"
         torch.export.save(torch.export.export(net, (torch.tensor(x[:8], dtype=torch.float32),)),
                           path)
-        return ExportedModel(path, np.asarray(x), name="digits")
+        return ExportedModel(path, np.asarray(x), name=spec)
     calibration = None
     if example is not None:
         try:

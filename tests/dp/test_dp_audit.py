@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from pets_benchmarks import audit as bench_audit
+from pets_benchmarks.audit import split_digits
 
 import pets.dp
-from pets.bench import audit as bench_audit
-from pets.bench.audit import split_digits
 from pets.dp.auditing.bounds import auc, clopper_pearson, epsilon_lower_bound, tpr_at_fpr
 from pets.dp.auditing.rmia import rmia_scores
 from pets.errors import DPConfigurationError

@@ -121,7 +121,7 @@ def build(config: MatrixConfig) -> list[Workload]:
 def _dataset(arch: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     if arch == "logreg":
         return _breast_cancer(seed)
-    from pets.bench.workloads import digits  # the one import from pets.bench (moving later)
+    from pets_benchmarks.workloads import digits
 
     data = digits(seed)
     return data.x_train, data.y_train, data.x_test, data.y_test

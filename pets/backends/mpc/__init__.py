@@ -47,7 +47,7 @@ from pets.errors import (
 )
 from pets.registry import register_backend
 
-__all__ = ["MPCBackend"]
+__all__ = ["MPCBackend", "load_crypten"]
 
 #: the most dimensions a shared tensor's header carries when its shape travels
 _MAX_RANK = 8

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pets.bench.report import Table
+from pets_benchmarks.report import Table
 
 __all__ = ["DELTA", "DPReport", "accuracy", "digits_datasets", "make_mlp", "run_dp", "train"]
 

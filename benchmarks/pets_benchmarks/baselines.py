@@ -138,7 +138,7 @@ def raw_batched(keys: Any, columns: list[Any], weights: Sequence[tuple[np.ndarra
 class TutorialCNN:
     """TenSEAL's tutorial MNIST CNN (conv 7x7 stride 3, square, FC, square, FC), as written
     there: ``net`` is the torch model (``Conv2d``, ``Square``, ``Flatten``, two ``Linear``
-    with a ``Square`` between, as :func:`pets.bench.workloads.train_tutorial_cnn` makes).
+    with a ``Square`` between, as :func:`pets_benchmarks.workloads.train_tutorial_cnn` makes).
     """
 
     #: the tutorial's parameters

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from pets.bench.report import Table
+from pets_benchmarks.report import Table
 
 __all__ = ["MPCReport", "run_mpc"]
 
@@ -49,7 +49,7 @@ def _digits_mlp(seed: int = 0) -> tuple[dict[str, np.ndarray], float]:
     """A 64-32-10 ReLU MLP trained in the clear; its weights and plaintext test accuracy."""
     import torch
 
-    from pets.bench.workloads import digits
+    from pets_benchmarks.workloads import digits
 
     torch.manual_seed(seed)
     data = digits()
@@ -96,8 +96,8 @@ def _party(party: Any, state: dict[str, np.ndarray], samples: int, repeats: int,
     import torch
 
     import pets
-    from pets.backends.mpc._crypten import load_crypten
-    from pets.bench.workloads import digits
+    from pets.backends.mpc import load_crypten
+    from pets_benchmarks.workloads import digits
 
     crypten = load_crypten()
     be = party.backend
@@ -198,7 +198,7 @@ def run_mpc(*, parties: Sequence[int] = (2, 3), samples: int = 64, repeats: int 
     training = Table(["training step", "parties", "ms/step", "KiB/step", "rounds/step",
                       f"accuracy ({epochs} epochs)"])
     start = time.perf_counter()
-    from pets.bench.workloads import digits
+    from pets_benchmarks.workloads import digits
 
     x = digits().x_test[:samples]
     table.add("plaintext (torch)", 1, _plain_ms(state, x), 0.0, 0, plain_accuracy, float("nan"))

@@ -74,7 +74,7 @@ def train_private(x: np.ndarray, y: np.ndarray, *, epsilon: float, epochs: int =
     from torch.utils.data import DataLoader, TensorDataset
 
     import pets.dp
-    from pets.bench.dp import run_epoch
+    from pets_benchmarks.dp import run_epoch
 
     model = make_model(seed)
     loader = DataLoader(

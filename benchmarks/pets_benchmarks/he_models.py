@@ -13,7 +13,7 @@ Each section measures pets and its baseline in the same run and reports ratios:
 * **keys**: the public key set a server receives, against TenSEAL's
   all-rotations context at the same parameters.
 
->>> from pets.bench.he_models import run_he_models
+>>> from pets_benchmarks.he_models import run_he_models
 >>> print(run_he_models(sections=("keys",)))                  # doctest: +SKIP
 """
 
@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 
 import pets
-from pets.bench.baselines import RecipeContext, TutorialCNN
-from pets.bench.he import HEReport
-from pets.bench.report import Table
-from pets.bench.workloads import (
+from pets_benchmarks.baselines import RecipeContext, TutorialCNN
+from pets_benchmarks.he import HEReport
+from pets_benchmarks.report import Table
+from pets_benchmarks.workloads import (
     cifar_like,
     digits,
     digits_28,
@@ -147,7 +147,7 @@ def _cifar(report: HEReport, quick: bool, say: Callable[[str], None]) -> None:
     runs = [(1, 1)] if quick else [(1, 1), (4, 1), (4, 2)]
     for images, workers in runs:
         say(f"CIFAR-size CNN: {images} image(s), {workers} worker(s), in a fresh process")
-        code = (f"import json, pets.bench.he_models as m; "
+        code = (f"import json, pets_benchmarks.he_models as m; "
                 f"print(json.dumps(m.cifar_run({images}, {workers})))")
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               check=True)

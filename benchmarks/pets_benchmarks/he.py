@@ -1,7 +1,7 @@
 """HE overhead: the digits MLP (64-32-10, square) in the clear, in both CKKS packings,
 and as TenSEAL users write it — all in one run, reported as ratios.
 
->>> from pets.bench.he import run_he
+>>> from pets_benchmarks.he import run_he
 >>> report = run_he(batch=64, latency_samples=1, recipe_samples=1)   # doctest: +SKIP
 >>> print(report)                                                    # doctest: +SKIP
 """
@@ -17,14 +17,14 @@ import numpy as np
 
 import pets
 from pets.backends.ckks import CKKSBackend
-from pets.bench.baselines import (
+from pets_benchmarks.baselines import (
     RecipeContext,
     raw_batched,
     tenseal_recipe,
     tenseal_vectors_batched,
 )
-from pets.bench.report import Table
-from pets.bench.workloads import accuracy, digits, linear_weights, train_digits_mlp
+from pets_benchmarks.report import Table
+from pets_benchmarks.workloads import accuracy, digits, linear_weights, train_digits_mlp
 
 __all__ = ["HEReport", "run_he"]
 
