@@ -209,9 +209,13 @@ class CKKSBackend(Backend):
         slots = self.params.slots
         steps: set[int] = set()
         products = _products(requirements)
-        if products is None:  # only the shapes are known: ordinary placements
+        if products is None:  # only the shapes are known: dense, ordinary placements
             for n, m in requirements.matmul_shapes:
-                steps |= key_steps(list(plan_matvec(n, m, self._baby).steps), slots)
+                period_in, period_out = next_power_of_two(n), next_power_of_two(m)
+                if max(period_in, period_out) <= slots:
+                    plan = plan_diagonals(period_in, period_out,
+                                          range(min(period_in, period_out)), self._baby)
+                    steps |= key_steps(plan.rotation_steps(), slots)
         else:
             for period_in, period_out, offsets in products:
                 if max(period_in, period_out) <= slots:
