@@ -215,3 +215,20 @@ def test_a_failing_scratch_file_is_a_serialization_error(
     with pytest.raises(pets.SerializationError, match="could not stage a ciphertext in a "
                        "temporary file"):
         shallow.encrypt(np.ones((1, 2))).to_bytes()
+
+
+def test_a_client_with_only_the_description_checks_the_announced_input_range() -> None:
+    """What a server announces (Requirements.to_dict, as JSON) carries the calibrated input
+    bound, so a client that has no model refuses inputs the model was not calibrated for."""
+    import json
+
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Linear(8, 4), pets.nn.Square(), torch.nn.Linear(4, 2))
+    model = pets.compile(net, backend=pets.backend("ckks"), example_input=torch.randn(16, 8))
+    announced = pets.Requirements.from_dict(json.loads(json.dumps(model.requirements.to_dict())))
+    assert announced == model.requirements
+    client = pets.backend("ckks")
+    client.prepare(announced)
+    with pytest.raises(pets.ValueRangeError, match="beyond the range this model was calibrated"):
+        client.encrypt_for(np.full((2, 8), 100.0), announced)

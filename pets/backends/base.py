@@ -36,6 +36,8 @@ the matching optional primitives (``matmul`` of two private operands,
 
 from __future__ import annotations
 
+import json
+import math
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -62,6 +64,10 @@ Native = Any
 
 #: largest element count a tensor header may announce (2**31: 16 GiB of float64)
 MAX_ELEMENTS = 1 << 31
+#: largest serialised ``Requirements.extra`` accepted (a CIFAR-size model's im2col table: 168 KB)
+_MAX_EXTRA = 4 << 20
+#: ``Requirements.extra`` keys that are one party's own options, never sent
+_LOCAL_EXTRA = frozenset({"check_range"})
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,9 @@ class Requirements:
             "max_abs": self.max_abs,
             "max_rows": self.max_rows,
             "functions": list(self.functions),
+            # what a backend sizes itself by beyond the fields above (CKKS: precision, noise
+            # gain, product plans, the calibrated input bound); a client's own options stay out
+            "extra": {k: v for k, v in self.extra.items() if k not in _LOCAL_EXTRA},
         }
 
     @classmethod
@@ -169,6 +178,20 @@ class Requirements:
             raise SerializationError(
                 f"requirements: max_abs must be finite and >= 0, got {max_abs}"
             )
+        extra = data.get("extra", {})
+        if not isinstance(extra, Mapping) or len(json.dumps(extra, default=str)) > _MAX_EXTRA:
+            raise SerializationError(
+                f"requirements: extra must be a JSON object of at most {_MAX_EXTRA} bytes"
+            )
+        for name in ("noise_gain", "precision", "input_bound"):
+            value = extra.get(name)
+            if value is not None and not (
+                isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value) and value >= 0
+            ):
+                raise SerializationError(
+                    f"requirements: extra[{name!r}] must be a finite number >= 0, got {value!r}"
+                )
         return cls(
             depth=count(data.get("depth", 0), "depth"),
             matmul_shapes=tuple(shape(s, "matmul_shapes") for s in shapes),
@@ -176,6 +199,7 @@ class Requirements:
             max_abs=max_abs,
             max_rows=count(data.get("max_rows", 1), "max_rows", 1),
             functions=tuple(functions),
+            extra=dict(extra),
         )
 
 
