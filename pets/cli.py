@@ -55,6 +55,14 @@ def bench(args: argparse.Namespace) -> int:
         print(he)
         results["he"] = {"rows": he.table.as_dicts(), "ratios": he.ratios,
                          "parameters": he.parameters}
+    if "he-models" in sections:
+        from pets_benchmarks.he_models import run_he_models
+
+        _heading("HE beyond the MLP: the TenSEAL-tutorial CNN, a CIFAR-size CNN, cores, keys")
+        models = run_he_models(quick=args.quick, progress=_say)
+        print(models)
+        results["he-models"] = {"rows": models.table.as_dicts(), "ratios": models.ratios,
+                                "parameters": models.parameters}
     if "dp" in sections:
         _heading("DP-SGD overhead: same model, same data, private vs non-private")
         dp = run_dp(quick=args.quick, progress=_say)
@@ -248,9 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip", action="append", metavar="TECHNIQUE",
                    help="leave out a technique (dp, ckks, ckks-batched, mpc, mpc-3, "
                    "federated...); repeat for several")
-    p.add_argument("--only", action="append", choices=["he", "dp", "mpc"],
+    p.add_argument("--only", action="append", choices=["he", "he-models", "dp", "mpc"],
                    help="instead of the matrix, the detailed comparison of one technique "
-                   "(he: against TenSEAL; dp: DP-SGD against SGD; mpc: against CrypTen); "
+                   "(he: the digits MLP against TenSEAL; he-models: the tutorial CNN, a "
+                   "CIFAR-size CNN, cores and key sizes; dp: DP-SGD against SGD; mpc: against "
+                   "CrypTen); "
                    "repeat for several")
     p.add_argument("--batch", type=int, default=4096, help="--only he: batched samples")
     p.add_argument("--samples", type=int, default=4, help="--only he: per-sample samples")
