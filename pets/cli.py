@@ -273,8 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for assessment.md, .json and .png (default: ./assessment)")
     p.set_defaults(func=assess)
     p = sub.add_parser("serve", help="serve encrypted inference of a model over HTTP")
-    p.add_argument("model", nargs="?", help="'digits' or a torch.export.save file (.pt2); "
-                   "trusted input: loading it unpickles")
+    p.add_argument("model", nargs="?", help="'digits', a torch.export.save file (.pt2; "
+                   "trusted input: loading it unpickles) or a compiled model from model.save")
     p.add_argument("--model", dest="model_option", help=argparse.SUPPRESS)
     p.add_argument("--example", help=".npy calibration inputs (needed for approximated "
                    "activations)")

@@ -213,3 +213,17 @@ def test_an_approximated_activation_needs_calibration_inputs(tmp_path: Path) -> 
         describe_model(ExportedModel(tmp_path / "r.pt2"), ServiceConfig())
     calibrated = ExportedModel(tmp_path / "r.pt2", np.random.default_rng(0).normal(size=(64, 4)))
     assert describe_model(calibrated, ServiceConfig()).input_shape == [4]
+
+
+def test_a_saved_compiled_model_is_served_without_compiling_again(tmp_path: Path) -> None:
+    import torch
+
+    path, example, net = export_model(tmp_path, (8, 6, 3), seed=3)
+    x = np.load(example)
+    compiled = pets.compile(torch.export.load(path), backend=pets.backend("ckks"),
+                            example_input=x)
+    compiled.save(tmp_path / "model.pets")
+    with running_server(str(tmp_path / "model.pets"), "--workers", "1") as server, \
+            InferenceClient(server.url) as client:
+        answers = client.infer(x[:5])
+    np.testing.assert_allclose(answers, torch_outputs(net, x[:5]), atol=TOLERANCE)

@@ -2,12 +2,14 @@
 
 A model source is a small picklable description (a file path, calibration
 inputs) that every worker process opens once; opening gives a function that
-compiles the model for a session's public backend. Today's source is a file
-written by ``torch.export.save``; a saved compiled model (``pets.load_model``)
-would be a second source class with the same two methods.
+compiles the model for a session's public backend. Two sources: a file written
+by ``torch.export.save`` (compiled for every session's keys), and a compiled
+model saved with ``model.save(path)`` (``pets.load_model`` binds it to each
+session's keys without compiling again).
 
-A model file is trusted input: ``torch.export.load`` unpickles parts of it. Only
-the operator's own files are loaded; nothing a client sends is unpickled.
+A ``torch.export`` file is trusted input: ``torch.export.load`` unpickles parts
+of it. A saved compiled model is a pets envelope, checked field by field, never
+unpickled. Nothing a client sends is unpickled.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import numpy as np
 import pets
 from pets.errors import CompileError, SerializationError
 
-__all__ = ["PT2_HINT", "ExportedModel", "ModelFactory", "ModelSource", "load_source"]
+__all__ = [
+    "PT2_HINT", "CompiledModel", "ExportedModel", "ModelFactory", "ModelSource", "load_source",
+]
 
 log = logging.getLogger("protocols.service")
 
@@ -95,6 +99,28 @@ class ExportedModel:
         return compile_for
 
 
+@dataclass(frozen=True)
+class CompiledModel:
+    """A compiled model saved with ``model.save(path)``: bound to each session's public keys
+    by ``pets.load_model``, never compiled again (and never unpickled)."""
+
+    path: Path
+    name: str = ""
+
+    def open(self) -> ModelFactory:
+        data = self.path.read_bytes()
+
+        def bind(backend: pets.Backend) -> Any:
+            return pets.load_model(data, backend=backend)
+
+        bind(pets.backend("ckks"))  # a damaged or foreign file fails here, at start-up
+        return bind
+
+
+#: the first bytes of a pets envelope (checksummed, or authenticated)
+_PETS_MAGIC = (b"PETS", b"PETA")
+
+
 def _saved_inputs(program: Any, path: Path) -> np.ndarray:
     inputs: Any = getattr(program, "example_inputs", None)
     try:
@@ -113,10 +139,11 @@ BuiltinModel = Callable[[bool], tuple[Any, np.ndarray]]
 
 def load_source(spec: str, example: str | None = None, *, quick: bool = False,
                 folder: str | Path = ".",
-                builtins: Mapping[str, BuiltinModel] | None = None) -> ExportedModel:
+                builtins: Mapping[str, BuiltinModel] | None = None) -> ModelSource:
     """``pets serve``'s MODEL: the name of a built-in model (``builtins``: trained now,
-    exported into ``folder``; ``pets serve`` offers ``"digits"``) or a ``torch.export.save``
-    file; ``example`` a ``.npy`` of typical inputs."""
+    exported into ``folder``; ``pets serve`` offers ``"digits"``), a ``torch.export.save``
+    file (``example``: a ``.npy`` of typical inputs), or a compiled model saved with
+    ``model.save(path)`` (recognised by its pets header)."""
     if builtins and spec in builtins:
         import torch
 
@@ -125,6 +152,11 @@ def load_source(spec: str, example: str | None = None, *, quick: bool = False,
         torch.export.save(torch.export.export(net, (torch.tensor(x[:8], dtype=torch.float32),)),
                           path)
         return ExportedModel(path, np.asarray(x), name=spec)
+    path = Path(spec)
+    if path.is_file():
+        with path.open("rb") as file:
+            if file.read(4) in _PETS_MAGIC:
+                return CompiledModel(path, name=path.name)
     calibration = None
     if example is not None:
         try:
