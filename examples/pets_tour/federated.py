@@ -11,7 +11,8 @@ def federated(quick: bool, say: Say) -> None:
     heading("4. Federated learning (Flower): clients keep their data, clip and noise their "
             "updates, and encrypt them for an aggregator that cannot read them")
     say("3 clients on Flower's simulation engine; the server sums CKKS ciphertexts; the "
-        "clients decrypt the average; one client drops out of the last round")
+        "clients decrypt the average; one client drops out of the last round (Flower logs "
+        "that simulated dropout as an error with a traceback: it is expected)")
     print(run(clients=3, rounds=2 if quick else 3, say=say))
     say("the same with a looser budget (epsilon 50 per client), to show the noise's cost")
     print(run(clients=3, rounds=2 if quick else 3, epsilon=50.0, say=say))

@@ -10,7 +10,7 @@
 8. what HE costs against plaintext and TenSEAL's own recipe (``--skip-bench`` leaves it out).
 
 Each step says before it starts what it is, how long it usually takes on two
-cores, and who is kept from seeing what.
+idle cores (the whole tour: about 70 s), and who is kept from seeing what.
 """
 
 from __future__ import annotations
@@ -41,22 +41,22 @@ class Section:
 
 
 SECTIONS = (
-    Section("HE inference", encrypted_inference, (15, 30),
+    Section("HE inference", encrypted_inference, (4, 8),
             "the server never sees the inputs or the outputs; the client never sees the weights"),
-    Section("HE service over HTTP", service, (25, 40),
+    Section("HE service over HTTP", service, (8, 12),
             "the server process holds public keys and ciphertexts only"),
-    Section("MPC joint training", multi_party, (50, 60),
+    Section("MPC joint training", multi_party, (18, 25),
             "no party sees another's rows, the labels, the weights or the gradients"),
-    Section("federated learning", federated, (40, 60),
+    Section("federated learning", federated, (15, 25),
             "clients keep their data; the aggregator sees ciphertexts; DP bounds what the "
             "average says about a client"),
-    Section("differential privacy", differential_privacy, (3, 3),
+    Section("differential privacy", differential_privacy, (1, 2),
             "each released number is noised and charged to a budget"),
-    Section("DP-SGD and its audit", dp_training, (30, 60),
+    Section("DP-SGD and its audit", dp_training, (4, 10),
             "the trained model's leakage about any one training record is bounded by epsilon"),
-    Section("attacks", attacks, (5, 5),
+    Section("attacks", attacks, (2, 3),
             "what an update gives away in the clear, under DP noise, and under encryption"),
-    Section("HE overhead", overhead, (20, 30), "(measurement only)", bench=True),
+    Section("HE overhead", overhead, (10, 15), "(measurement only)", bench=True),
 )
 
 
