@@ -224,11 +224,14 @@ def test_a_client_with_only_the_description_checks_the_announced_input_range() -
 
     import torch
 
+    torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(8, 4), pets.nn.Square(), torch.nn.Linear(4, 2))
     model = pets.compile(net, backend=pets.backend("ckks"), example_input=torch.randn(16, 8))
     announced = pets.Requirements.from_dict(json.loads(json.dumps(model.requirements.to_dict())))
     assert announced == model.requirements
     client = pets.backend("ckks")
     client.prepare(announced)
+    bound = announced.extra["input_bound"]
+    assert bound < 8.0 < client.params.max_abs_value  # beyond calibration, within the scheme
     with pytest.raises(pets.ValueRangeError, match="beyond the range this model was calibrated"):
-        client.encrypt_for(np.full((2, 8), 100.0), announced)
+        client.encrypt_for(np.full((2, 8), 8.0), announced)
