@@ -140,7 +140,7 @@ def test_costs_are_against_plaintext_on_the_same_work(run: dict[str, Any]) -> No
 
 def test_reports_name_the_machine_and_configuration(run: dict[str, Any]) -> None:
     machine = run["raw"]["machine"]
-    assert machine["cores"] >= 1 and machine["versions"]["torch"].startswith("2.13")
+    assert machine["cores"] >= 1 and machine["libraries"]["torch"].startswith("2.13")
     assert machine["cpu"] in run["markdown"]
     assert run["raw"]["config"]["name"] == "tiny"
     assert '"epsilons": [' in run["markdown"]
@@ -183,7 +183,7 @@ def test_bad_configurations_are_refused_with_the_fix() -> None:
 
 @pytest.mark.parametrize("name", ["pets_benchmarks.assess", "pets_benchmarks.assess.cells",
                                   "pets_benchmarks.assess.config", "pets_benchmarks.assess.stats",
-                                  "pets_benchmarks.assess.machine"])
+                                  "pets_benchmarks.machine"])
 def test_docstring_examples(name: str) -> None:
     import doctest
     import importlib

@@ -65,12 +65,12 @@ def _stage_costs(matrix: Matrix, stage: str) -> dict[str, Cost | None]:
 def markdown(matrix: Matrix) -> str:
     """The matrix as a Markdown document."""
     m, config = matrix.machine, matrix.config
-    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+    versions = ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v)
     lines = [
         f"# pets privacy assessment ({config.name})", "",
         f"Run {matrix.started}, {matrix.seconds:.0f} s on {m['cpu']} ({m['cores']} cores, "
-        f"{m['memory_gib']} GiB, load average at start {m['load_average_at_start']}); "
-        f"{m['platform']}, Python {m['python']}.", "",
+        f"{(m['memory_bytes'] or 0) / 2**30:.1f} GiB, load average at start "
+        f"{m['load_average_at_start']}); {m['os']}, Python {m['python']}.", "",
         f"Libraries: {versions}.", "", READING, "", "## Leakage (attack success)", "",
     ]
     head = ["stage", "threat", *matrix.techniques]

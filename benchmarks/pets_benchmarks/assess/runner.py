@@ -24,7 +24,6 @@ import numpy as np
 from pets_benchmarks.assess.cells import Cell, Cost, json_safe
 from pets_benchmarks.assess.config import AssessConfig
 from pets_benchmarks.assess.context import Context
-from pets_benchmarks.assess.machine import describe_machine
 from pets_benchmarks.assess.workload import (
     Workload,
     accuracy,
@@ -34,6 +33,7 @@ from pets_benchmarks.assess.workload import (
     train_dp,
     train_plain,
 )
+from pets_benchmarks.machine import machine_details
 
 __all__ = ["STAGES", "Matrix", "run_assessment"]
 
@@ -176,7 +176,7 @@ def _stage_cells(stage: str, ctx: Context) -> list[Cell]:
 
 def run_assessment(config: AssessConfig, *, progress: Progress | None = None) -> Matrix:
     """Fill the matrix for ``config`` (see the module docstring)."""
-    machine = describe_machine()
+    machine = machine_details()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     protected = int(config.he) + int(config.mpc) + int(config.federated)
     total = 1 + protected + len(STAGES)

@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from pets_benchmarks.machine import machine_details
 from pets_benchmarks.matrix.cells import SKIPPED, Cell, add_ratios
 from pets_benchmarks.matrix.config import MatrixConfig
-from pets_benchmarks.matrix.machine import machine_details
 from pets_benchmarks.matrix.techniques import make_techniques
 from pets_benchmarks.matrix.techniques.base import Context, Technique, failed
 from pets_benchmarks.matrix.workloads import TRAINING, Workload, build, plan

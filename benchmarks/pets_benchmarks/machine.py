@@ -1,4 +1,4 @@
-"""The machine a matrix ran on: CPU, cores, memory, Python and library versions.
+"""The machine a run measured on: CPU, cores, memory, load, Python and library versions.
 
 Every report carries these, so a number is never read without its hardware.
 
@@ -17,8 +17,8 @@ from typing import Any
 __all__ = ["LIBRARIES", "machine_details"]
 
 #: distributions whose versions every report names
-LIBRARIES = ("pets", "numpy", "torch", "tenseal", "crypten", "opacus", "opendp", "dp-accounting",
-             "flwr", "scikit-learn", "matplotlib")
+LIBRARIES = ("pets", "numpy", "scipy", "torch", "tenseal", "crypten", "opacus", "opendp",
+             "dp-accounting", "flwr", "scikit-learn", "matplotlib")
 
 
 def _cpu_model() -> str:
@@ -52,11 +52,16 @@ def machine_details() -> dict[str, Any]:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count() or 1
+    try:
+        load: list[float] | None = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        load = None
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "usable_cores": usable,
         "memory_bytes": _memory_bytes(),
+        "load_average_at_start": load,
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "libraries": {name: _version(name) for name in LIBRARIES},
