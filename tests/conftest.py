@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -44,3 +46,20 @@ def ckks() -> pets.Backend:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """On a small shared machine torch's thread pool spins: tiny models run 100x slower.
+
+    Modules that train small torch models use it with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

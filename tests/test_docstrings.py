@@ -24,6 +24,19 @@ MODULES = [
     "pets.functions",
     "pets.backends.mpc",
     "pets.cli",
+    # the HE compiler's and CKKS modules
+    "pets.slots",
+    "pets.compiler.saving",
+    "pets.compiler.sources",
+    "pets.compiler.layers",
+    "pets.compiler.approximate",
+    "pets.compiler.parallel",
+    # the encrypted-inference service
+    "protocols.service",
+    "protocols.service.config",
+    "protocols.service.errors",
+    "protocols.service.schemas",
+    "protocols.service.sessions",
 ]
 
 
