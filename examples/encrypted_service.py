@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from pets_benchmarks.workloads import digits, train_digits_mlp
+from pets_protocols.service import InferenceClient
 
 import pets
-from protocols.service import InferenceClient
 
 
 def start_server(model: Path, calibration: Path) -> tuple[subprocess.Popen[str], str]:

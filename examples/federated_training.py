@@ -18,8 +18,8 @@ import logging
 import tempfile
 import time
 
-from protocols.federated import compare, format_rows
-from protocols.federated.deployment import LocalFederation
+from pets_protocols.federated import compare, format_rows
+from pets_protocols.federated.deployment import LocalFederation
 
 
 def on_deployment_engine(clients: int, rounds: int, epsilon: float) -> None:

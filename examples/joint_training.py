@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from protocols.joint_training import run
+from pets_protocols.joint_training import run
 
 
 def main() -> None:

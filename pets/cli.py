@@ -102,9 +102,9 @@ def serve(args: argparse.Namespace) -> int:
     import logging
     import tempfile
 
-    from protocols.service import ServiceConfig
-    from protocols.service import serve as run_service
-    from protocols.service.models import load_source
+    from pets_protocols.service import ServiceConfig
+    from pets_protocols.service import serve as run_service
+    from pets_protocols.service.models import load_source
 
     logging.basicConfig(level=logging.INFO, format="[pets %(asctime)s] %(message)s",
                         datefmt="%H:%M:%S")
@@ -132,9 +132,9 @@ def serve(args: argparse.Namespace) -> int:
 def infer(args: argparse.Namespace) -> int:
     """Fetch the model's description, make keys, encrypt, send, decrypt: all on this side."""
     import numpy as np
+    from pets_protocols.service import InferenceClient
 
     import pets
-    from protocols.service import InferenceClient
 
     labels = None
     if args.input:

@@ -32,11 +32,11 @@ MODULES = [
     "pets.compiler.approximate",
     "pets.compiler.parallel",
     # the encrypted-inference service
-    "protocols.service",
-    "protocols.service.config",
-    "protocols.service.errors",
-    "protocols.service.schemas",
-    "protocols.service.sessions",
+    "pets_protocols.service",
+    "pets_protocols.service.config",
+    "pets_protocols.service.errors",
+    "pets_protocols.service.schemas",
+    "pets_protocols.service.sessions",
 ]
 
 

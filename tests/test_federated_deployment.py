@@ -11,11 +11,11 @@ import re
 from pathlib import Path
 
 import pytest
+from pets_protocols.federated.deployment import LocalFederation
+from pets_protocols.federated.mod import open_global
+from pets_protocols.federated.records import load_state
 
 import pets
-from protocols.federated.deployment import LocalFederation
-from protocols.federated.mod import open_global
-from protocols.federated.records import load_state
 
 pytestmark = pytest.mark.slow
 

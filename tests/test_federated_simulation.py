@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pets_protocols.federated import MODES, FederatedRun, make_keys, open_global, simulate
+from pets_protocols.federated.data import load_digits
+from pets_protocols.federated.model import accuracy, flatten
+from pets_protocols.federated.privacy import DPSettings
 
 import pets
-from protocols.federated import MODES, FederatedRun, make_keys, open_global, simulate
-from protocols.federated.data import load_digits
-from protocols.federated.model import accuracy, flatten
-from protocols.federated.privacy import DPSettings
 
 CLIENTS, ROUNDS, EPSILON = 3, 2, 8.0
 

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
+from pets_protocols.federated import packing
+from pets_protocols.federated.mod import EPSILON, SecureUpdateMod, open_global
+from pets_protocols.federated.model import flatten, init_parameters, unflatten
+from pets_protocols.federated.privacy import DPSettings
+from pets_protocols.federated.records import UPDATE, GlobalState, plain_record, to_bytes_array
+from pets_protocols.federated.strategy import SecureFedAvg, short_reason
 
 import pets
-from protocols.federated import packing
-from protocols.federated.mod import EPSILON, SecureUpdateMod, open_global
-from protocols.federated.model import flatten, init_parameters, unflatten
-from protocols.federated.privacy import DPSettings
-from protocols.federated.records import UPDATE, GlobalState, plain_record, to_bytes_array
-from protocols.federated.strategy import SecureFedAvg, short_reason
 
 #: CKKS at scale 2**40 keeps sums of a few values of size ~1 to ~1e-7; we allow 1e-6
 CKKS_TOLERANCE = 1e-6
@@ -273,7 +273,7 @@ def test_remote_tracebacks_are_shortened_to_their_message() -> None:
 
 
 def test_the_bench_report_prints_every_row_and_the_ratios() -> None:
-    from protocols.federated.compare import SETTINGS, FederatedReport, Row
+    from pets_protocols.federated.compare import SETTINGS, FederatedReport, Row
 
     def row(mode: str, bytes_up: float | None, seconds: float) -> Row:
         return Row(setting=SETTINGS[mode], split="iid", clients=3, rounds=2, accuracy=0.5,
@@ -292,8 +292,8 @@ def test_the_bench_report_prints_every_row_and_the_ratios() -> None:
 
 
 def test_unknown_splits_and_modes_are_refused() -> None:
-    from protocols.federated import simulate
-    from protocols.federated.data import split_indices
+    from pets_protocols.federated import simulate
+    from pets_protocols.federated.data import split_indices
 
     with pytest.raises(pets.ParameterError) as info:
         split_indices(np.arange(6), 3, "dirichlet")
@@ -306,7 +306,7 @@ def test_unknown_splits_and_modes_are_refused() -> None:
 
 
 def test_more_clients_than_records_is_a_shape_error() -> None:
-    from protocols.federated.data import split_indices
+    from pets_protocols.federated.data import split_indices
 
     with pytest.raises(pets.ShapeMismatchError) as info:
         split_indices(np.arange(2), 3, "iid")

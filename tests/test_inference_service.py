@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from pets_protocols.service import InferenceClient
 from service_support import ROOT, Server, export_model, running_server
 
 import pets
-from protocols.service import InferenceClient
 
 TOLERANCE = 1e-3
 
@@ -200,9 +200,8 @@ def test_serving_a_torch_save_file_says_how_to_make_a_pt2(tmp_path: Path) -> Non
 
 def test_an_approximated_activation_needs_calibration_inputs(tmp_path: Path) -> None:
     import torch
-
-    from protocols.service import ExportedModel, ServiceConfig
-    from protocols.service.app import describe_model
+    from pets_protocols.service import ExportedModel, ServiceConfig
+    from pets_protocols.service.app import describe_model
 
     net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
     torch.export.save(torch.export.export(net.eval(), (torch.randn(8, 4),)), tmp_path / "r.pt2")

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pets_protocols.service import InferenceClient
 from service_support import Server, export_model, raw_request, running_server
 
 import pets
 from pets.serialization import pack, unpack
-from protocols.service import InferenceClient
 
 PETS_ERRORS = set(pets.errors.__all__)
 

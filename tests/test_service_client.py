@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pets_protocols.service import InferenceClient
 
 import pets
-from protocols.service import InferenceClient
 
 Answer = tuple[int, bytes]
 Route = Callable[[bytes], Answer]

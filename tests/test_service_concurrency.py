@@ -14,9 +14,8 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
+from pets_protocols.service import InferenceClient
 from service_support import Server, export_model, running_server
-
-from protocols.service import InferenceClient
 
 
 @pytest.fixture(scope="module")

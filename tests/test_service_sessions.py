@@ -12,13 +12,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from pets_protocols.service import InferenceClient
+from pets_protocols.service.errors import Refusal
+from pets_protocols.service.sessions import Session, SessionStore
+from pets_protocols.service.workers import WorkerPool, ping
 from service_support import Server, export_model, running_server
 
 import pets
-from protocols.service import InferenceClient
-from protocols.service.errors import Refusal
-from protocols.service.sessions import Session, SessionStore
-from protocols.service.workers import WorkerPool, ping
 
 
 class Clock:

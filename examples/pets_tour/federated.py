@@ -6,7 +6,7 @@ from pets_tour.common import Say, heading
 
 
 def federated(quick: bool, say: Say) -> None:
-    from protocols.federated.tour import run
+    from pets_protocols.federated.tour import run
 
     heading("4. Federated learning (Flower): clients keep their data, clip and noise their "
             "updates, and encrypt them for an aggregator that cannot read them")

@@ -54,9 +54,9 @@ def encrypted_inference(quick: bool, say: Say) -> None:
 
 def service(quick: bool, say: Say) -> None:
     from pets_benchmarks.workloads import digits
+    from pets_protocols.service import InferenceClient
 
     import pets
-    from protocols.service import InferenceClient
 
     heading("2. The same as a service: two processes over HTTP (pets serve / pets infer)")
     command = [sys.executable, "-m", "pets", "serve", "digits", "--port", "0", "--workers", "1"]

@@ -6,7 +6,7 @@ from pets_tour.common import Say, heading
 
 
 def multi_party(quick: bool, say: Say) -> None:
-    from protocols.joint_training import run
+    from pets_protocols.joint_training import run
 
     heading("3. Secure multi-party computation: three organisations train one model, then "
              "one queries it privately")

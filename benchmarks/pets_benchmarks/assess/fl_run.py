@@ -1,6 +1,6 @@
-"""Federated learning with DP and CKKS-encrypted aggregation, from ``protocols.federated``.
+"""Federated learning with DP and CKKS-encrypted aggregation, from ``pets_protocols.federated``.
 
-The rounds run in this process, step for step as ``protocols.federated``'s Flower
+The rounds run in this process, step for step as ``pets_protocols.federated``'s Flower
 client mod and strategy do them, with its own pieces: each client trains the numpy MLP
 on its shard (``model.train``), pays for the round in its ``pets.dp.Budget``, clips and
 noises its update (``DPSettings.privatize``: its share of the Gaussian noise), encrypts
@@ -57,11 +57,12 @@ def run_federated(workload: Workload, config: AssessConfig) -> FLRun:
     """``fl_rounds`` rounds of ``fl_clients`` clients over the members; pooled as reference."""
     import math
 
+    from pets_protocols.federated import packing
+    from pets_protocols.federated.apps import MODEL_SIZES
+    from pets_protocols.federated.model import accuracy, flatten, init_parameters, train, unflatten
+    from pets_protocols.federated.privacy import DPSettings
+
     import pets
-    from protocols.federated import packing
-    from protocols.federated.apps import MODEL_SIZES
-    from protocols.federated.model import accuracy, flatten, init_parameters, train, unflatten
-    from protocols.federated.privacy import DPSettings
 
     clients, rounds = config.fl_clients, config.fl_rounds
     privacy = DPSettings.for_budget(config.fl_epsilon, config.delta, rounds=rounds,
@@ -151,7 +152,7 @@ def run_federated(workload: Workload, config: AssessConfig) -> FLRun:
 def _flower(config: AssessConfig, privacy: Any, keys: Any) -> dict[str, Any]:
     """The same federation on Flower's simulation engine (its own digits split)."""
     try:
-        from protocols.federated import simulate
+        from pets_protocols.federated import simulate
 
         logger.info("FL: the same rounds on Flower's simulation engine")
         run = simulate(modes=("dp+he",), splits=("iid",), clients=config.fl_clients,

@@ -1,6 +1,6 @@
 """The federated column: the digits MLP trained by Flower clients, in three modes.
 
-One call of ``protocols.federated.compare`` (a Flower simulation: the same clients,
+One call of ``pets_protocols.federated.compare`` (a Flower simulation: the same clients,
 model and rounds for every mode) gives a cell per mode: FedAvg in the clear, DP
 (each client clips its update and adds its share of the noise) and DP with CKKS-
 encrypted aggregation (the server sees no update). The clients pass over the data
@@ -68,8 +68,8 @@ class Federated(Technique):
                 yield failed(self, workload, exc)
 
     def _train(self, workload: Workload, context: Context) -> Iterator[Cell]:
-        from protocols.federated.compare import compare
-        from protocols.federated.data import load_digits
+        from pets_protocols.federated.compare import compare
+        from pets_protocols.federated.data import load_digits
 
         config = context.config
         rounds, local_epochs = config.train_epochs, 1
