@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pets.backends.base import Backend, Capabilities, Requirements
 from pets.errors import (
+    AuthenticationError,
     BackendError,
     BackendNotInstalledError,
     BudgetExceededError,
@@ -33,13 +34,18 @@ from pets.errors import (
     PartyError,
     PetsError,
     PrivacyError,
+    ProtocolError,
+    RequestRefusedError,
     SerializationError,
+    ServiceError,
+    ServiceUnavailableError,
     ShapeMismatchError,
     TensorError,
     UnknownBackendError,
     UnsupportedModelError,
     UnsupportedOperationError,
     ValueRangeError,
+    WorkerError,
 )
 from pets.measure import Measurement, measure
 from pets.record import record, verify_record
@@ -73,6 +79,12 @@ __all__ = [
     "Party",
     "PartyError",
     "PetsError",
+    "AuthenticationError",
+    "ProtocolError",
+    "RequestRefusedError",
+    "ServiceError",
+    "ServiceUnavailableError",
+    "WorkerError",
     "PrivacyError",
     "PrivateModel",
     "PrivateTensor",

@@ -25,6 +25,12 @@ to catch ``pets.PetsError``.
     ├── CompileError
     │   └── UnsupportedModelError        every unsupported layer, reported at once
     ├── PartyError                       a party in a multi-party run failed or died
+    │   ├── AuthenticationError          a peer that could not prove it belongs to this run
+    │   └── ProtocolError                a peer that broke the protocol (malformed hello or message)
+    ├── WorkerError                      a local worker process failed, died or did not answer
+    ├── ServiceError                     the HTTP service or its client could not do the request
+    │   ├── ServiceUnavailableError      the server is unreachable, full, or cannot bind its port
+    │   └── RequestRefusedError          the server refused the request (4xx), with its reason
     └── PrivacyError
         ├── BudgetExceededError          a spend that would exceed the privacy budget
         ├── BudgetFileError              a budget file that is missing or corrupt
@@ -39,6 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "AuthenticationError",
     "BackendError",
     "BackendNotInstalledError",
     "BudgetExceededError",
@@ -56,13 +63,18 @@ __all__ = [
     "PartyError",
     "PetsError",
     "PrivacyError",
+    "ProtocolError",
+    "RequestRefusedError",
     "SerializationError",
+    "ServiceError",
+    "ServiceUnavailableError",
     "ShapeMismatchError",
     "TensorError",
     "UnknownBackendError",
     "UnsupportedModelError",
     "UnsupportedOperationError",
     "ValueRangeError",
+    "WorkerError",
 ]
 
 
@@ -170,6 +182,37 @@ class UnsupportedModelError(CompileError):
 
 class PartyError(PetsError):
     """A party of a multi-party run failed, died or did not answer in time."""
+
+
+class AuthenticationError(PartyError):
+    """A peer that could not prove it belongs to this run (wrong or missing run secret)."""
+
+
+class ProtocolError(PartyError):
+    """A peer that sent a malformed hello, header or message; nothing of it was used."""
+
+
+# --- local workers and the service -------------------------------------------
+
+
+class WorkerError(PetsError):
+    """A local worker process (e.g. of ``model(x, workers=k)``) failed, died or hung."""
+
+
+class ServiceError(PetsError):
+    """The HTTP inference service, or its client, could not carry out the request."""
+
+
+class ServiceUnavailableError(ServiceError):
+    """The server cannot be reached, is full, or cannot bind its port."""
+
+
+class RequestRefusedError(ServiceError):
+    """The server refused the request (an HTTP 4xx); the message carries its reason."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class InsecureProviderWarning(UserWarning):
