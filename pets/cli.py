@@ -1,168 +1,67 @@
-"""The ``pets`` command line: ``pets demo``, ``pets bench``, ``pets serve``, ``pets infer``.
+"""The ``pets`` command line.
+
+The library's own commands live here (``pets party``, ``pets info``,
+``pets verify-record``). Every other subcommand comes from the entry-point group
+``pets.commands``: an application (the tour, the bench engine, the HTTP service)
+registers a :class:`Command` there, and this module lists what is registered at
+run time without ever importing an application by name.
 
 >>> from pets.cli import build_parser
->>> build_parser().parse_args(["bench", "--quick"]).quick
-True
+>>> build_parser().parse_args(["info"]).command
+'info'
+
+An application registers a command in its ``pyproject.toml``::
+
+    [project.entry-points."pets.commands"]
+    hello = "my_package.command:HELLO"
+
+where ``HELLO = pets.cli.Command("hello", "say hello", configure, run)``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-__all__ = ["build_parser", "main"]
+__all__ = ["ENTRY_POINT_GROUP", "Command", "build_parser", "heading", "main", "say"]
+
+ENTRY_POINT_GROUP = "pets.commands"
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
+    """A progress line, time-stamped the same way by every command."""
     print(f"[pets {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _heading(title: str) -> None:
+def heading(title: str) -> None:
+    """A section heading in a command's output."""
     print(f"\n{'=' * 78}\n{title}\n{'=' * 78}", flush=True)
 
 
-def demo(args: argparse.Namespace) -> int:
-    """The tour of every technique (examples/pets_tour): HE, MPC, DP, federated, cost."""
-    from pets_tour import run_tour
+@dataclass(frozen=True)
+class Command:
+    """One ``pets`` subcommand: its name, a one-line help, its options and what it runs.
 
-    run_tour(quick=args.quick, skip_bench=args.skip_bench, say=_say)
-    return 0
+    ``configure`` adds the options to the subcommand's parser; ``run`` gets the parsed
+    arguments and returns the exit status. Keep the module that defines a command
+    light: import what ``run`` needs inside ``run``.
+    """
 
-
-def bench(args: argparse.Namespace) -> int:
-    """Every technique on the same work against plaintext (the matrix, files in ``--out``);
-    with ``--only``, the detailed comparisons against TenSEAL, SGD and CrypTen instead."""
-    if not args.only:
-        from pets_benchmarks.matrix import (
-            bench as run_matrix,
-        )
-
-        run_matrix(quick=args.quick, out=args.out, skip=tuple(args.skip or ()))
-        return 0
-    from pets_benchmarks.dp import run_dp
-    from pets_benchmarks.he import run_he
-
-    sections = args.only
-    results: dict[str, object] = {}
-    if "he" in sections:
-        _heading("HE (CKKS) overhead: digits MLP 64-32-10, square activation")
-        he = run_he(batch=args.batch, latency_samples=args.samples,
-                    recipe_samples=args.samples, progress=_say)
-        print(he)
-        results["he"] = {"rows": he.table.as_dicts(), "ratios": he.ratios,
-                         "parameters": he.parameters}
-    if "he-models" in sections:
-        from pets_benchmarks.he_models import run_he_models
-
-        _heading("HE beyond the MLP: the TenSEAL-tutorial CNN, a CIFAR-size CNN, cores, keys")
-        models = run_he_models(quick=args.quick, progress=_say)
-        print(models)
-        results["he-models"] = {"rows": models.table.as_dicts(), "ratios": models.ratios,
-                                "parameters": models.parameters}
-    if "dp" in sections:
-        _heading("DP-SGD overhead: same model, same data, private vs non-private")
-        dp = run_dp(quick=args.quick, progress=_say)
-        print(dp)
-        results["dp"] = {"rows": dp.table.as_dicts(), "ratios": dp.ratios}
-    if "mpc" in sections:
-        from pets_benchmarks.mpc import run_mpc
-
-        _heading("MPC (CrypTen) overhead: real party processes, pets beside CrypTen")
-        mpc = run_mpc(quick=args.quick, progress=_say)
-        print(mpc)
-        results["mpc"] = {"inference": mpc.table.as_dicts(), "training": mpc.training.as_dicts(),
-                          "ratios": mpc.ratios}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2, default=str)
-        _say(f"results saved to {args.json}")
-    return 0
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
 
 
-def assess(args: argparse.Namespace) -> int:
-    """The privacy assessment matrix: each technique's measured leakage beside its cost."""
-    from pets_benchmarks.assess.command import main as run_assess
-
-    return run_assess(quick_run=args.quick, out=args.out)
+# ---- the library's own commands ----------------------------------------------------
 
 
-def _digits_model(quick: bool) -> tuple[Any, Any]:
-    """``pets serve digits``: the demo MLP trained on scikit-learn's digits, and its inputs."""
-    from pets_benchmarks.workloads import digits, train_digits_mlp
-
-    return train_digits_mlp(epochs=10 if quick else 60), digits().x_train
-
-
-def serve(args: argparse.Namespace) -> int:
-    """Serve encrypted inference over HTTP: the model stays here, the secret key with clients."""
-    import logging
-    import tempfile
-
-    from pets_protocols.service import ServiceConfig
-    from pets_protocols.service import serve as run_service
-    from pets_protocols.service.models import load_source
-
-    logging.basicConfig(level=logging.INFO, format="[pets %(asctime)s] %(message)s",
-                        datefmt="%H:%M:%S")
-    try:
-        config = ServiceConfig(
-            max_sessions=args.max_sessions, max_key_bytes=int(args.max_key_mib * 2**20),
-            max_request_bytes=int(args.max_request_mib * 2**20), max_rows=args.max_rows,
-            idle_timeout=args.idle_timeout, body_timeout=args.body_timeout,
-            head_timeout=args.head_timeout, max_connections=args.max_connections,
-            workers=args.workers, worker_cache=args.worker_cache,
-        )
-    except ValueError as exc:
-        raise SystemExit(f"pets serve: {exc}") from None
-    model = args.model or args.model_option or "digits"
-    with tempfile.TemporaryDirectory(prefix="pets-serve-") as folder:
-        _say(f"loading model {model!r}")
-        source = load_source(model, args.example, quick=args.quick, folder=folder,
-                             builtins={"digits": _digits_model})
-        run_service(source, config, host=args.host, port=args.port,
-                    on_ready=lambda url: _say(f"serving encrypted inference on {url} "
-                                              f"(API described at {url}/docs)"))
-    return 0
-
-
-def infer(args: argparse.Namespace) -> int:
-    """Fetch the model's description, make keys, encrypt, send, decrypt: all on this side."""
-    import numpy as np
-    from pets_protocols.service import InferenceClient
-
-    import pets
-
-    labels = None
-    if args.input:
-        try:
-            data = np.load(args.input, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise pets.SerializationError(f"cannot read --input {args.input!r} ({exc}); pass "
-                                          "a .npy file written by numpy.save") from exc
-    else:
-        from pets_benchmarks.workloads import digits
-
-        data, labels = digits().x_test[: args.samples], digits().y_test[: args.samples]
-    with pets.measure("encrypted inference") as cost, InferenceClient(
-        args.url, timeout=args.timeout
-    ) as client:
-        outputs = client.infer(data, layout=args.layout)
-    print(cost)
-    print(f"traffic: {client.traffic}")
-    if labels is not None:
-        accuracy = float((outputs.argmax(axis=1) == labels).mean())
-        print(f"accuracy on {len(labels)} encrypted test digits: {accuracy:.4f}")
-    if args.output:
-        np.save(args.output, outputs)
-        print(f"outputs saved to {args.output}")
-    return 0
-
-
-def party(args: argparse.Namespace) -> int:
+def _party(args: argparse.Namespace) -> int:
     """One party (or the dealer) of an MPC run, started by hand: ``pets party``."""
     import importlib
     import os
@@ -192,8 +91,21 @@ def party(args: argparse.Namespace) -> int:
     return 0
 
 
-def info(args: argparse.Namespace) -> int:
-    """Which backends are registered and whether their engines import."""
+def _configure_party(p: argparse.ArgumentParser) -> None:
+    p.add_argument("function", nargs="?", help="MODULE:FUNCTION that gets the party")
+    p.add_argument("--rank", type=int, help="this party's rank, 0 to --parties - 1")
+    p.add_argument("--parties", type=int, required=True, help="number of parties (no dealer)")
+    p.add_argument("--address", default="127.0.0.1", help="party 0's host (rendezvous)")
+    p.add_argument("--port", type=int, default=29500, help="rendezvous port at party 0")
+    p.add_argument("--provider", choices=["ttp", "tfp"], default="ttp",
+                   help="ttp: a dealer process makes triples; tfp: party 0 does (sees all)")
+    p.add_argument("--dealer", action="store_true", help="run the dealer (provider ttp)")
+    p.add_argument("--precision", type=int, default=16, help="fixed-point bits")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a peer")
+
+
+def _info(args: argparse.Namespace) -> int:
+    """Which backends are registered and whether their engines import; which commands."""
     import pets
 
     for name in pets.available_backends():
@@ -203,10 +115,12 @@ def info(args: argparse.Namespace) -> int:
         except pets.BackendNotInstalledError as exc:
             status = str(exc)
         print(f"{name:8} {status}")
+    commands = sorted(entry.name for entry in _entry_points())
+    print(f"commands from applications ({ENTRY_POINT_GROUP}): {', '.join(commands) or 'none'}")
     return 0
 
 
-def verify_record(args: argparse.Namespace) -> int:
+def _verify_record(args: argparse.Namespace) -> int:
     """Check a run record's hash chain (and HMACs, given a key file); name the first bad line."""
     from pathlib import Path
 
@@ -226,6 +140,62 @@ def verify_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_verify_record(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="the JSON-lines record written by pets.record")
+    p.add_argument("--head", help="the head hash kept elsewhere (catches removed last lines)")
+    p.add_argument("--key-file", help="file holding the HMAC key the record was written with")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+BUILTIN_COMMANDS = (
+    Command("party", "one party (or the dealer) of an MPC run, by hand",
+            _configure_party, _party),
+    Command("info", "registered backends and their engines, and the commands installed",
+            lambda p: None, _info),
+    Command("verify-record", "check a pets.record run record's hash chain",
+            _configure_verify_record, _verify_record),
+)
+
+
+# ---- commands from the applications ------------------------------------------------
+
+
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    return sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
+                  key=lambda entry: entry.name)
+
+
+def _unloadable(name: str, error: Exception) -> Command:
+    """A registered command whose module fails to import: say so when it is used."""
+
+    def run(args: argparse.Namespace) -> int:
+        print(f"pets: the command {name!r} is registered but cannot load: "
+              f"{type(error).__name__}: {error}. Fix: install the extra it needs "
+              "(make setup installs every extra).", file=sys.stderr)
+        return 2
+
+    return Command(name, f"(cannot load: {type(error).__name__})", lambda p: None, run)
+
+
+def registered_commands() -> list[Command]:
+    """The library's commands, then every command the ``pets.commands`` group registers."""
+    commands = list(BUILTIN_COMMANDS)
+    taken = {command.name for command in commands}
+    for entry in _entry_points():
+        if entry.name in taken:
+            continue  # a second distribution registering the same name: the first wins
+        try:
+            command = entry.load()
+        except Exception as exc:  # an application whose extra is missing
+            command = _unloadable(entry.name, exc)
+        if not isinstance(command, Command):
+            command = _unloadable(entry.name, TypeError(
+                f"{entry.value} is a {type(command).__name__}, not a pets.cli.Command"))
+        commands.append(command)
+        taken.add(entry.name)
+    return commands
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pets import __version__
 
@@ -243,99 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the pets version and exit",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("demo", help="tour: encrypted inference, DP, DP-SGD, overhead")
-    p.add_argument("--quick", action="store_true", help="smaller runs (about a minute)")
-    p.add_argument("--skip-bench", action="store_true", help="leave out the overhead section")
-    p.set_defaults(func=demo)
-    p = sub.add_parser("bench", help="every technique on the same work, against plaintext")
-    p.add_argument("--quick", action="store_true",
-                   help="small sizes, fewer repeats (under 2 minutes on 2 cores)")
-    p.add_argument("--out", default="out/bench", metavar="DIR",
-                   help="folder for report.md, results.json, results.csv and the PNG plots "
-                   "(default: out/bench)")
-    p.add_argument("--skip", action="append", metavar="TECHNIQUE",
-                   help="leave out a technique (dp, ckks, ckks-batched, mpc, mpc-3, "
-                   "federated...); repeat for several")
-    p.add_argument("--only", action="append", choices=["he", "he-models", "dp", "mpc"],
-                   help="instead of the matrix, the detailed comparison of one technique "
-                   "(he: the digits MLP against TenSEAL; he-models: the tutorial CNN, a "
-                   "CIFAR-size CNN, cores and key sizes; dp: DP-SGD against SGD; mpc: against "
-                   "CrypTen); "
-                   "repeat for several")
-    p.add_argument("--batch", type=int, default=4096, help="--only he: batched samples")
-    p.add_argument("--samples", type=int, default=4, help="--only he: per-sample samples")
-    p.add_argument("--json", help="--only: also write the tables and ratios to this JSON file")
-    p.set_defaults(func=bench)
-    p = sub.add_parser("assess", help="privacy assessment matrix: attacks against each "
-                       "technique, beside its cost")
-    p.add_argument("--quick", action="store_true", help="small run (under 3 minutes on 2 cores)")
-    p.add_argument("--out", default="assessment", metavar="DIR",
-                   help="folder for assessment.md, .json and .png (default: ./assessment)")
-    p.set_defaults(func=assess)
-    p = sub.add_parser("serve", help="serve encrypted inference of a model over HTTP")
-    p.add_argument("model", nargs="?", help="'digits', a torch.export.save file (.pt2; "
-                   "trusted input: loading it unpickles) or a compiled model from model.save")
-    p.add_argument("--model", dest="model_option", help=argparse.SUPPRESS)
-    p.add_argument("--example", help=".npy calibration inputs (needed for approximated "
-                   "activations)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    p.add_argument("--workers", type=int, default=2,
-                   help="evaluation processes (default 2)")
-    p.add_argument("--max-sessions", type=int, default=16,
-                   help="sessions held at once, each one client's public keys (default 16)")
-    p.add_argument("--max-key-mib", type=float, default=256.0,
-                   help="largest public key set a session may upload (its memory)")
-    p.add_argument("--max-request-mib", type=float, default=256.0,
-                   help="largest ciphertext request")
-    p.add_argument("--max-rows", type=int, default=4096,
-                   help="most samples per request")
-    p.add_argument("--idle-timeout", type=float, default=600.0,
-                   help="seconds before an unused session is closed")
-    p.add_argument("--body-timeout", type=float, default=120.0,
-                   help="seconds for a request body to arrive")
-    p.add_argument("--head-timeout", type=float, default=30.0,
-                   help="seconds for a request's headers to arrive")
-    p.add_argument("--max-connections", type=int, default=64,
-                   help="open connections at once; more get 503 (default 64)")
-    p.add_argument("--worker-cache", type=int, default=4,
-                   help="sessions whose loaded keys each worker keeps")
-    p.add_argument("--quick", action="store_true", help="train the digits model briefly")
-    p.set_defaults(func=serve)
-    p = sub.add_parser("infer", help="client of pets serve: encrypt, send, decrypt")
-    p.add_argument("url", nargs="?", default="http://127.0.0.1:8765",
-                   help="the server (default http://127.0.0.1:8765)")
-    p.add_argument("--input", help=".npy inputs (default: digits test set)")
-    p.add_argument("--output", help="save decrypted outputs to this .npy")
-    p.add_argument("--samples", type=int, default=100, help="digits test samples to send")
-    p.add_argument("--layout", choices=["batched", "per_sample"], default=None,
-                   help="CKKS packing (default: per_sample up to 16 samples, batched beyond)")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for an answer")
-    p.set_defaults(func=infer)
-    p = sub.add_parser("party", help="one party (or the dealer) of an MPC run, by hand")
-    p.add_argument("function", nargs="?", help="MODULE:FUNCTION that gets the party")
-    p.add_argument("--rank", type=int, help="this party's rank, 0 to --parties - 1")
-    p.add_argument("--parties", type=int, required=True, help="number of parties (no dealer)")
-    p.add_argument("--address", default="127.0.0.1", help="party 0's host (rendezvous)")
-    p.add_argument("--port", type=int, default=29500, help="rendezvous port at party 0")
-    p.add_argument("--provider", choices=["ttp", "tfp"], default="ttp",
-                   help="ttp: a dealer process makes triples; tfp: party 0 does (sees all)")
-    p.add_argument("--dealer", action="store_true", help="run the dealer (provider ttp)")
-    p.add_argument("--precision", type=int, default=16, help="fixed-point bits")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a peer")
-    p.set_defaults(func=party)
-    p = sub.add_parser("info", help="registered backends and their engines")
-    p.set_defaults(func=info)
-    p = sub.add_parser("verify-record", help="check a pets.record run record's hash chain")
-    p.add_argument("path", help="the JSON-lines record written by pets.record")
-    p.add_argument("--head", help="the head hash kept elsewhere (catches removed last lines)")
-    p.add_argument("--key-file", help="file holding the HMAC key the record was written with")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=verify_record)
-    for action in sub._choices_actions:  # 'pets COMMAND --help' opens with its summary
-        command = sub.choices[action.dest]
-        command.description = command.description or action.help
+    for command in registered_commands():
+        p = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.configure(p)
+        p.set_defaults(func=command.run)
     return parser
 
 

@@ -31,23 +31,3 @@ def test_contract_names_from_the_design() -> None:
         assert name in pets.__all__
     for name in ("laplace", "gaussian", "Budget", "make_private", "audit", "release"):
         assert hasattr(pets.dp, name)
-
-
-def test_the_library_imports_no_protocol_benchmark_or_example() -> None:
-    """Layering (DESIGN.md): protocols, benchmarks and examples sit on top of the library.
-
-    Only the command-line entry points (``cli.py``, ``tour.py``) reach up to run
-    the protocols, and they do so lazily, inside the commands.
-    """
-    import re
-    from pathlib import Path
-
-    root = Path(pets.__file__).parent
-    upward = re.compile(r"^\s*(from|import)\s+(protocols|benchmarks|examples)\b", re.MULTILINE)
-    entry_points = {"cli.py", "tour.py"}
-    offenders = [
-        str(path.relative_to(root))
-        for path in root.rglob("*.py")
-        if path.name not in entry_points and upward.search(path.read_text())
-    ]
-    assert offenders == []
