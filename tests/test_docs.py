@@ -128,3 +128,17 @@ def test_pets_version_prints_the_package_version() -> None:
     result = subprocess.run([sys.executable, "-m", "pets", "--version"], capture_output=True,
                             text=True, timeout=60, cwd=ROOT, check=True)
     assert result.stdout.strip() == f"pets {pets.__version__}"
+
+
+def test_the_guides_examples_need_no_bench_package() -> None:
+    """README and the guides teach the library: their examples import pets, torch, numpy,
+    scikit-learn (and pets_protocols for the protocols), never the bench engine, except
+    the pages that document the bench engine itself."""
+    about_the_bench = {"docs/bench.md", "docs/assess.md"}
+    offenders = [
+        f"{path.relative_to(ROOT).as_posix()} line {line}"
+        for path in DOCUMENTS if path.relative_to(ROOT).as_posix() not in about_the_bench
+        for line, code in python_blocks(path.read_text())
+        if re.search(r"^\s*(from|import)\s+pets_benchmarks\b", code, re.MULTILINE)
+    ]
+    assert offenders == []

@@ -1,4 +1,4 @@
-"""The layers of DESIGN.md, kept by import-linter's contracts (in pyproject.toml).
+"""The layers of docs/design.md, kept by import-linter's contracts (in pyproject.toml).
 
 The library imports no application; applications (protocols, benchmarks, the
 tour) use the public library only; backends do not know each other; private

@@ -1,6 +1,6 @@
 """The attacks pets measures its defences against: what an attacker learns about training data.
 
-One function per threat of PRIVACY.md, each on a torch model (or a training
+One function per threat of docs/threats.md, each on a torch model (or a training
 update) and each returning a frozen report with its metric, a confidence
 interval where one applies, ``str()`` for a readable line and ``to_dict()``
 for JSON:

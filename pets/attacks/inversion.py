@@ -1,6 +1,6 @@
 """Model inversion (Fredrikson et al. 2015): a representative input of a class from confidences.
 
-The *model inversion* threat of PRIVACY.md. Starting from a blank input, the
+The *model inversion* threat of docs/threats.md. Starting from a blank input, the
 attacker climbs the model's confidence in the target class,
 
     maximise  log p_class(x) - l2 * ||x||^2 - tv * TV(x)   subject to  x in bounds,

@@ -1,6 +1,6 @@
 """Membership inference: was this record in the training set? (loss, LiRA, RMIA)
 
-The *membership inference* threat of PRIVACY.md. The attacks themselves live
+The *membership inference* threat of docs/threats.md. The attacks themselves live
 in :mod:`pets.dp.auditing` and :func:`pets.dp.audit` stays the DP-facing entry
 (it also bounds epsilon from below); this is the same audit under the attacks
 namespace, choosing every attack the data allows.

@@ -1,6 +1,6 @@
 """Property inference (Ganju et al. 2018): a fact about the training set that was never a label.
 
-The *property inference* threat of PRIVACY.md, e.g. "did this hospital's
+The *property inference* threat of docs/threats.md, e.g. "did this hospital's
 training data hold more than 20% of patients with condition C?". The attacker
 can draw data sets with and without the property and train the same kind of
 model on each (*shadow models*). A meta-classifier then learns to tell the two

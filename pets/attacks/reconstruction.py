@@ -1,6 +1,6 @@
 """Gradient inversion: rebuild a client's training inputs from the update it shared.
 
-The *reconstruction* threat of PRIVACY.md: in federated learning a client
+The *reconstruction* threat of docs/threats.md: in federated learning a client
 sends the gradient of its loss, and that gradient can give its data away.
 
 ``analytic``  For a model whose first layer is fully connected with a bias,
