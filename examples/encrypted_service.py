@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pets_benchmarks.workloads import digits, train_digits_mlp
 from pets_protocols.service import InferenceClient
+from pets_protocols.workloads import digits, train_digits_mlp
 
 import pets
 
