@@ -34,6 +34,7 @@ from pets.dp.functional import (
     laplace,
     randomized_response,
 )
+from pets.dp.joint import joint_noise
 from pets.dp.mechanisms import (
     AdditiveMechanism,
     DiscreteGaussianMechanism,
@@ -77,6 +78,7 @@ __all__ = [
     "fix_model",
     "gaussian",
     "gaussian_sigma",
+    "joint_noise",
     "laplace",
     "make_mechanism",
     "make_private",

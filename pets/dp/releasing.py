@@ -6,9 +6,9 @@ public backend contract: ``backend.add_noise(tensor, mechanism)`` and
 ``backend.decrypt(tensor)``. The noise is added *inside* the backend, so the
 exact result is never decrypted: under HE the key holder's draw is added to
 the ciphertext (it protects the result from those it is released to; the key
-holder could decrypt it exactly anyway); an MPC backend overrides
-``add_noise`` so that the parties add noise shares and no single party knows
-the total noise.
+holder could decrypt it exactly anyway); under MPC the parties add shares of
+the noise that sum to exactly the mechanism's (:func:`pets.dp.joint_noise`),
+so no single party knows the total noise.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pets.dp.budget import Budget
+from pets.dp.joint import joint_noise
 from pets.dp.mechanisms import AdditiveMechanism
 from pets.errors import DPConfigurationError
 
@@ -41,13 +42,15 @@ def release(
     mechanism: AdditiveMechanism,
     budget: Budget | None = None,
     label: str | None = None,
+    colluding: int = 0,
 ) -> npt.NDArray[Any]:
     """Add ``mechanism``'s noise to a private ``tensor`` inside its backend, then decrypt.
 
     The spend is recorded in ``budget`` *before* anything is decrypted; if it
     would exceed the budget, ``BudgetExceededError`` is raised and nothing is
     decrypted. ``mechanism.sensitivity`` must bound what one person can change
-    in the whole result.
+    in the whole result. ``colluding`` is :func:`pets.dp.joint_noise`'s: how many
+    parties of an MPC run may pool their noise shares and still face the whole noise.
 
     >>> import numpy as np, pets, pets.dp
     >>> be = pets.backend("plain")
@@ -61,7 +64,7 @@ def release(
             f"{type(mechanism).__name__}. Fix: use LaplaceMechanism, GaussianMechanism, "
             "DiscreteLaplaceMechanism or DiscreteGaussianMechanism."
         )
-    backend = tensor.backend
+    noisy = joint_noise(tensor, mechanism, colluding=colluding)
     if budget is not None:
         budget.spend_mechanism(mechanism, label=label)
-    return np.asarray(backend.decrypt(backend.add_noise(tensor, mechanism)))
+    return np.asarray(tensor.backend.decrypt(noisy))

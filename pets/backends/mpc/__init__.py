@@ -300,16 +300,11 @@ class MPCBackend(Backend):
         return a.conv2d(kernel, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
     def add_noise(self, tensor: Any, mechanism: Any) -> Any:
-        """Each party adds its own draw to its own share (no communication), so no party
-        knows the total noise. Gaussian noise is split so that the draws of any
-        ``parties - 1`` parties alone already have the mechanism's variance (any one party
-        that knows its own draw still faces the full noise); other mechanisms are drawn
-        whole by every party."""
+        """Each party adds ``mechanism.noise_share(shape, parts=parties)`` to its own share
+        (no communication): the shares sum to exactly the mechanism's noise, and no party
+        knows the total (see ``pets.dp.joint_noise`` for what a coalition learns)."""
         shape = tuple(tensor.shape)
-        scale = 1.0
-        if type(mechanism).__name__ == "GaussianMechanism" and self.parties > 1:
-            scale = 1.0 / np.sqrt(self.parties - 1)
-        noise = np.asarray(mechanism.noise(shape), dtype=np.float64) * scale
+        noise = np.asarray(mechanism.noise_share(shape, parts=self.parties), dtype=np.float64)
         native = tensor.data.clone()
         torch = _torch()
         encoded = native.encoder.encode(torch.from_numpy(noise.reshape(shape)))

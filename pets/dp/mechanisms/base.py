@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from pets.dp._splitting import check_parts
 from pets.errors import DPConfigurationError
 
 __all__ = [
@@ -105,6 +106,22 @@ class AdditiveMechanism(Mechanism):
     @abstractmethod
     def noise(self, shape: int | tuple[int, ...]) -> npt.NDArray[Any]:
         """Noise alone, for a backend to add to data it holds (ciphertexts, shares)."""
+
+    def noise_share(self, shape: int | tuple[int, ...], *, parts: int) -> npt.NDArray[Any]:
+        """One of ``parts`` independent shares whose sum is distributed exactly as :meth:`noise`.
+
+        Each party of a multi-party run adds one share to its own secret share
+        (see :func:`pets.dp.joint_noise`), so the released value carries the
+        mechanism's noise and no party knows it. A mechanism whose noise does
+        not divide overrides nothing and refuses ``parts > 1``.
+        """
+        if check_parts(parts) == 1:
+            return self.noise(shape)
+        raise DPConfigurationError(
+            f"{type(self).__name__} cannot split its noise into {parts} shares. Fix: use "
+            "LaplaceMechanism, GaussianMechanism, DiscreteLaplaceMechanism or "
+            "DiscreteGaussianMechanism, or implement noise_share for yours."
+        )
 
     @property
     def std(self) -> float:

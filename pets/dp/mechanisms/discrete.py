@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pets.dp import _sampling
+from pets.dp import _sampling, _splitting
 from pets.dp._imports import require_opendp
 from pets.dp._validation import (
     as_array,
@@ -151,6 +151,12 @@ class DiscreteLaplaceMechanism(AdditiveMechanism):
     def noise(self, shape: int | tuple[int, ...]) -> npt.NDArray[np.int64]:
         return self(np.zeros(as_shape(shape), dtype=np.int64))
 
+    def noise_share(self, shape: int | tuple[int, ...], *, parts: int) -> npt.NDArray[np.int64]:
+        """A difference of two ``NegativeBinomial(1/parts)``: ``parts`` of them sum exactly."""
+        return _splitting.negative_binomial_difference(
+            as_shape(shape), scale=self._scale, parts=parts
+        )
+
     def dp_event(self) -> Event:
         return {
             "type": "discrete_laplace",
@@ -192,6 +198,24 @@ class DiscreteGaussianMechanism(AdditiveMechanism):
 
     def noise(self, shape: int | tuple[int, ...]) -> npt.NDArray[np.int64]:
         return self(np.zeros(as_shape(shape), dtype=np.int64))
+
+    def noise_share(self, shape: int | tuple[int, ...], *, parts: int) -> npt.NDArray[np.int64]:
+        """A discrete Gaussian of ``sigma / sqrt(parts)``; ``parts`` of them sum to nearly sigma.
+
+        The sum is within a negligible distance of the discrete Gaussian of sigma
+        only while each share's sigma is at least 1 (Kairouz, Liu & Steinke 2021);
+        below that the shares are refused.
+        """
+        share = self._scale / math.sqrt(_splitting.check_parts(parts))
+        if parts > 1 and share < 1.0:
+            raise DPConfigurationError(
+                f"discrete Gaussian noise of sigma {self._scale:.3g} split into {parts} shares "
+                f"gives each a sigma of {share:.3g}, below 1, where their sum is no longer a "
+                "discrete Gaussian. Fix: use a smaller epsilon, fewer parties, or "
+                "DiscreteLaplaceMechanism (which splits exactly)."
+            )
+        zeros = np.zeros(as_shape(shape), dtype=np.int64)
+        return _sampling.sample_int("gaussian", zeros, scale=share)
 
     def dp_event(self) -> Event:
         # rho-zCDP with rho = sensitivity^2 / (2 sigma^2) (Canonne, Kamath & Steinke 2020, Thm 4).

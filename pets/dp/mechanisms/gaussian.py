@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pets.dp import _sampling
+from pets.dp import _sampling, _splitting
 from pets.dp._imports import require
 from pets.dp._validation import (
     MAX_FLOAT_SCALE,
@@ -20,6 +20,7 @@ from pets.dp._validation import (
     check_epsilon,
     check_finite,
     check_noise_scale,
+    check_positive,
     check_released,
     check_sensitivity,
 )
@@ -133,6 +134,40 @@ class GaussianMechanism(AdditiveMechanism):
         self._scale = self._sigma * self._sensitivity  # the noise standard deviation
         check_noise_scale(self._scale, limit=MAX_FLOAT_SCALE, what="Gaussian")
 
+    @classmethod
+    def from_noise_multiplier(
+        cls, noise_multiplier: float, *, delta: float, sensitivity: float = 1.0
+    ) -> GaussianMechanism:
+        """The mechanism adding ``N(0, (noise_multiplier * sensitivity)^2)`` (DP-SGD's noise).
+
+        Its epsilon is what that noise buys at ``delta`` for one use (the analytic
+        bound of Balle & Wang 2018, from dp-accounting); an accountant composing
+        many steps uses :meth:`dp_event`.
+
+        >>> import pets.dp
+        >>> mechanism = pets.dp.GaussianMechanism.from_noise_multiplier(1.1, delta=1e-5)
+        >>> (mechanism.scale, round(mechanism.epsilon, 2))
+        (1.1, 3.92)
+        """
+        gaussian_mechanism = require(
+            "dp_accounting.gaussian_mechanism", purpose="the Gaussian mechanism's epsilon"
+        )
+        multiplier = check_positive(
+            noise_multiplier, name="noise_multiplier",
+            fix="pass the noise standard deviation per unit of sensitivity (e.g. 1.1).",
+        )
+        delta = check_delta(delta, allow_zero=False)
+        epsilon = float(gaussian_mechanism.get_epsilon_gaussian(multiplier, delta))
+        mechanism = cls.__new__(cls)
+        mechanism._epsilon = epsilon
+        mechanism._delta = delta
+        mechanism._sensitivity = check_sensitivity(sensitivity)
+        mechanism.calibration = "noise_multiplier"
+        mechanism._sigma = multiplier
+        mechanism._scale = multiplier * mechanism._sensitivity
+        check_noise_scale(mechanism._scale, limit=MAX_FLOAT_SCALE, what="Gaussian")
+        return mechanism
+
     def sampling_parameters(self, size: int) -> tuple[float, int]:
         """``(sigma, k)`` given to OpenDP for ``size`` values, rounding paid for."""
         k = _sampling.grid_exponent(self.scale, self._sensitivity)
@@ -148,6 +183,14 @@ class GaussianMechanism(AdditiveMechanism):
 
     def noise(self, shape: int | tuple[int, ...]) -> npt.NDArray[np.float64]:
         return self(np.zeros(as_shape(shape)))
+
+    def noise_share(self, shape: int | tuple[int, ...], *, parts: int) -> npt.NDArray[np.float64]:
+        """``N(0, sigma^2 / parts)`` (OpenDP): ``parts`` of them sum to ``N(0, sigma^2)``."""
+        shape = as_shape(shape)
+        size = math.prod(shape)
+        scale, k = self.sampling_parameters(size)
+        share = scale / math.sqrt(_splitting.check_parts(parts))
+        return _sampling.sample_float("gaussian", np.zeros(shape), scale=share, k=k)
 
     def dp_event(self) -> Event:
         return {"type": "gaussian", "noise_multiplier": self._sigma}

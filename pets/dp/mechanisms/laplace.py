@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pets.dp import _sampling
+from pets.dp import _sampling, _splitting
 from pets.dp._validation import (
     MAX_FLOAT_SCALE,
     as_array,
@@ -72,6 +72,10 @@ class LaplaceMechanism(AdditiveMechanism):
 
     def noise(self, shape: int | tuple[int, ...]) -> npt.NDArray[np.float64]:
         return self(np.zeros(as_shape(shape)))
+
+    def noise_share(self, shape: int | tuple[int, ...], *, parts: int) -> npt.NDArray[np.float64]:
+        """``Gamma(1/parts, b) - Gamma(1/parts, b)``: ``parts`` of them sum to Laplace(b)."""
+        return _splitting.gamma_difference(as_shape(shape), scale=self.scale, parts=parts)
 
     def dp_event(self) -> Event:
         return {"type": "laplace", "noise_multiplier": self.scale / self._sensitivity}
