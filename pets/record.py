@@ -7,19 +7,23 @@ its parameters, the epsilon and delta spent, which party held which keys, and
 SHA-256 fingerprints of the inputs and outputs (never the data itself).
 
 Each line carries ``prev``, the SHA-256 of the line before it (64 zeros on the
-first line), and its own ``index``: editing, removing or reordering any line
-breaks the chain at the next line, which :func:`verify_record` (and
-``pets verify-record PATH``) reports by line number. Two limits, and their fixes:
+first line), and its own ``index``: editing, removing or reordering any line but
+the last breaks the chain at the next line, which :func:`verify_record` (and
+``pets verify-record PATH``) reports by line number. What an unkeyed chain
+cannot show, and the fixes:
 
-* removing the *last* lines leaves a shorter valid chain: keep the record's
-  ``head`` (the hash of its last line) somewhere else, e.g. in a ticket or a
-  signed release note, and pass it to ``verify_record(path, head=...)``;
+* the *last* line has no successor: editing it, or removing the last lines,
+  leaves a valid chain. Every verification reports the head (the hash of the
+  last line) and the line count: keep them somewhere else, e.g. in a ticket or a
+  signed release note, and pass the head to ``verify_record(path, head=...)``;
 * anyone who can write the file can rebuild a consistent chain: give a
-  ``key`` and each line also carries an HMAC-SHA256 that only key holders can
-  make or check.
+  ``key`` (or set ``PETS_RECORD_KEY_FILE`` to a file holding one: the record is
+  then keyed by default) and each line also carries an HMAC-SHA256 that only key
+  holders can make or check.
 
-Appends take an exclusive ``fcntl.flock`` lock and write each line with one
-``write`` call and an ``fsync``, so concurrent processes never interleave lines.
+Appends hold an exclusive lock (the ``filelock`` package, on ``<path>.lock``) and
+write each line with one ``write`` call and an ``fsync``, so concurrent
+processes never interleave lines.
 
 >>> import os, tempfile, numpy as np, pets
 >>> path = os.path.join(tempfile.mkdtemp(), "runs.jsonl")
@@ -47,11 +51,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import filelock
 import numpy as np
 
 from pets.errors import SerializationError
 
-__all__ = ["RecordEntry", "RecordReport", "RunRecord", "fingerprint", "record", "verify_record"]
+__all__ = ["KEY_FILE_VARIABLE", "RecordEntry", "RecordReport", "RunRecord", "configured_key",
+           "fingerprint", "record", "verify_record"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +65,23 @@ VERSION = 1
 GENESIS = "0" * 64
 _CHUNK = 4096
 _FIELDS = ("version", "index", "time", "kind", "prev")
+#: Environment variable naming a file that holds the record's HMAC key (keyed by default).
+KEY_FILE_VARIABLE = "PETS_RECORD_KEY_FILE"
+
+
+def configured_key() -> bytes | None:
+    """The key in the file ``$PETS_RECORD_KEY_FILE`` names, or ``None`` when it is not set."""
+    name = os.environ.get(KEY_FILE_VARIABLE)
+    if not name:
+        return None
+    try:
+        return Path(name).read_bytes().strip()
+    except OSError as exc:
+        raise SerializationError(
+            f"cannot read the record key file {name} named by {KEY_FILE_VARIABLE}: "
+            f"{exc.strerror}. Fix: point {KEY_FILE_VARIABLE} at the file holding the record's "
+            "key, or unset it."
+        ) from exc
 
 
 def _canonical(content: Mapping[str, Any]) -> bytes:
@@ -230,6 +253,8 @@ class RunRecord:
     """An append-only, hash-chained JSON-lines record at ``path`` (see :func:`record`)."""
 
     def __init__(self, path: str | os.PathLike[str], *, key: bytes | None = None) -> None:
+        if key is None:
+            key = configured_key()
         if key is not None and (not isinstance(key, bytes) or len(key) < 16):
             raise SerializationError(
                 "key must be bytes of at least 16 bytes. Fix: pass e.g. key=os.urandom(32) "
@@ -304,39 +329,35 @@ class RunRecord:
         return self._append(content)
 
     def _append(self, content: dict[str, Any]) -> RecordEntry:
-        import fcntl
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                size = os.fstat(handle.fileno()).st_size
-                last = _read_last_line(handle, size)
-                index, prev = 0, GENESIS
-                if last:
-                    try:
-                        previous = json.loads(last)
-                        index = int(previous["index"]) + 1
-                    except (ValueError, KeyError, TypeError) as exc:
-                        raise SerializationError(
-                            f"{self.path}: the last line is not a record entry. Fix: run "
-                            "'pets verify-record' on it; start a new record file."
-                        ) from exc
-                    prev = _line_hash(last)
-                line_content = {
-                    "version": VERSION,
-                    "index": index,
-                    "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                    "prev": prev,
-                    **content,
-                }
-                if self._key is not None:
-                    line_content["mac"] = _mac(self._key, line_content)
-                line = _canonical(line_content)
-                os.write(handle.fileno(), line + b"\n")
-                os.fsync(handle.fileno())
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        lock = filelock.FileLock(self.path.with_name(self.path.name + ".lock"),
+                                 poll_interval=0.005)
+        with lock, self.path.open("a+b") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            last = _read_last_line(handle, size)
+            index, prev = 0, GENESIS
+            if last:
+                try:
+                    previous = json.loads(last)
+                    index = int(previous["index"]) + 1
+                except (ValueError, KeyError, TypeError, RecursionError) as exc:
+                    raise SerializationError(
+                        f"{self.path}: the last line is not a record entry. Fix: run "
+                        "'pets verify-record' on it; start a new record file."
+                    ) from exc
+                prev = _line_hash(last)
+            line_content = {
+                "version": VERSION,
+                "index": index,
+                "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                "prev": prev,
+                **content,
+            }
+            if self._key is not None:
+                line_content["mac"] = _mac(self._key, line_content)
+            line = _canonical(line_content)
+            os.write(handle.fileno(), line + b"\n")
+            os.fsync(handle.fileno())
         entry = RecordEntry(index=index, hash=_line_hash(line), content=line_content)
         self.head = entry.hash
         logger.debug("recorded %s run #%d in %s", content["kind"], index, self.path)
@@ -363,7 +384,8 @@ def record(path: str | os.PathLike[str], *, key: bytes | None = None) -> RunReco
     """Open (or start) the hash-chained run record at ``path``.
 
     ``key`` (bytes, kept apart from the record) adds an HMAC-SHA256 to every
-    line, so that only key holders can write lines that verify. Use as
+    line, so that only key holders can write lines that verify; without ``key``,
+    the key in the file ``$PETS_RECORD_KEY_FILE`` names is used when that is set. Use as
     ``with pets.record(path) as rec: rec.log("inference", ...)``; each
     ``log`` appends and flushes at once.
     """
@@ -383,20 +405,32 @@ class RecordReport:
     kinds: dict[str, int]
     authenticated: bool
     epsilon_spent: float
+    head_checked: bool = False
 
     def __str__(self) -> str:
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.kinds.items())) or "no runs"
         signed = "every line HMAC-verified" if self.authenticated else "not HMAC-signed"
+        if self.head_checked:
+            keep = "the head matches the one kept elsewhere"
+        else:
+            keep = (
+                "keep this head and line count outside the record (a ticket, a signed note) "
+                "and pass --head next time: without them"
+                + ("" if self.authenticated else " or a key")
+                + ", an edited last line or removed last lines cannot be detected"
+            )
         return (
             f"{self.path}: chain intact, {self.entries} entries ({kinds}); {signed}; "
-            f"epsilon recorded {self.epsilon_spent:g}; head {self.head}"
+            f"epsilon recorded {self.epsilon_spent:g}; head {self.head} after "
+            f"{self.entries} lines; {keep}"
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path, "entries": self.entries, "head": self.head,
             "kinds": dict(self.kinds), "authenticated": self.authenticated,
-            "epsilon_spent": self.epsilon_spent,
+            "epsilon_spent": self.epsilon_spent, "lines": self.entries,
+            "head_checked": self.head_checked,
         }
 
 
@@ -414,8 +448,10 @@ def verify_record(
     """Check every line's chain link (and HMAC, given ``key``); raise at the first bad line.
 
     Raises :class:`pets.SerializationError` naming the first line that was
-    edited, removed, reordered, inserted or cut off. ``head`` (a hash kept
-    elsewhere) also catches lines removed from the end.
+    edited, removed, reordered, inserted or cut off. Without ``head`` (a hash
+    kept elsewhere) or ``key``, an edit of the last line or removed last lines
+    leave a valid chain: the report gives the head and line count to keep. Without
+    ``key``, the key file ``$PETS_RECORD_KEY_FILE`` names is used when it is set.
 
     >>> import os, tempfile, pets
     >>> path = os.path.join(tempfile.mkdtemp(), "runs.jsonl")
@@ -429,6 +465,8 @@ def verify_record(
     pets.errors.SerializationError: ... line 2: its index is 2, expected 1...
     """
     path = Path(path)
+    if key is None:
+        key = configured_key()
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -445,8 +483,8 @@ def verify_record(
     for number, line in enumerate(lines, start=1):
         try:
             content = json.loads(line)
-        except ValueError:
-            raise _broken(path, number, "not valid JSON") from None
+        except (ValueError, RecursionError):
+            raise _broken(path, number, "not valid JSON (or nested too deeply)") from None
         if not isinstance(content, dict) or any(f not in content for f in _FIELDS):
             raise _broken(path, number, f"not a record entry (needs {', '.join(_FIELDS)})")
         if content["version"] != VERSION:
@@ -483,4 +521,5 @@ def verify_record(
         kinds=dict(kinds),
         authenticated=key is not None,
         epsilon_spent=epsilon,
+        head_checked=head is not None,
     )

@@ -257,3 +257,67 @@ def test_docstring_examples_hold() -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
 
+
+
+# --- what an unkeyed chain can and cannot show; keyed by configuration -----------------------
+
+
+def test_a_deeply_nested_line_is_refused_with_the_line_number(tmp_path: Path) -> None:
+    path = tmp_path / "runs.jsonl"
+    write_runs(path, count=1)
+    with path.open("a") as f:
+        f.write("[" * 200_000 + "]" * 200_000 + "\n")
+    with pytest.raises(pets.SerializationError, match=r"line 2: not valid JSON \(or nested"):
+        pets.verify_record(path)
+    with pytest.raises(pets.SerializationError, match="the last line is not a record entry"):
+        pets.record(path).log("inference")
+
+
+def test_every_report_gives_the_head_and_line_count_to_keep_elsewhere(tmp_path: Path) -> None:
+    path = tmp_path / "runs.jsonl"
+    hashes = write_runs(path, count=3)
+    text = str(pets.verify_record(path))
+    assert f"head {hashes[-1]} after 3 lines" in text
+    assert "keep this head and line count outside the record" in text
+    assert "an edited last line or removed last lines cannot be detected" in text
+    assert pets.verify_record(path).to_dict()["lines"] == 3
+    kept = str(pets.verify_record(path, head=hashes[-1]))
+    assert "the head matches the one kept elsewhere" in kept
+
+
+def test_an_edited_last_line_passes_an_unkeyed_chain_but_not_its_kept_head(
+    tmp_path: Path,
+) -> None:
+    """The limit the docs state: the last line has no successor to break."""
+    path = tmp_path / "runs.jsonl"
+    hashes = write_runs(path, count=2)
+    lines = lines_of(path)
+    path.write_text(lines[0] + lines[1].replace('"epsilon":0.5', '"epsilon":0.05'))
+    assert pets.verify_record(path).entries == 2  # undetectable without head or key
+    with pytest.raises(pets.SerializationError, match=r"line 2: the record ends at head"):
+        pets.verify_record(path, head=hashes[-1])
+
+
+def test_a_configured_key_file_makes_the_record_keyed_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_file = tmp_path / "record.key"
+    key_file.write_bytes(KEY + b"\n")
+    monkeypatch.setenv("PETS_RECORD_KEY_FILE", str(key_file))
+    path = tmp_path / "runs.jsonl"
+    write_runs(path, count=2)  # no key= given
+    assert all('"mac":' in line for line in lines_of(path))
+    assert pets.verify_record(path).authenticated
+    lines = lines_of(path)
+    path.write_text(lines[0] + lines[1].replace('"epsilon":0.5', '"epsilon":0.05'))
+    with pytest.raises(pets.SerializationError, match="line 2: its HMAC does not verify"):
+        pets.verify_record(path)  # the edited last line is caught by the configured key
+
+
+def test_a_missing_configured_key_file_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PETS_RECORD_KEY_FILE", str(tmp_path / "absent.key"))
+    with pytest.raises(pets.SerializationError,
+                       match=r"cannot read the record key file .*PETS_RECORD_KEY_FILE"):
+        pets.record(tmp_path / "runs.jsonl")

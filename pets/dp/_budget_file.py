@@ -1,9 +1,9 @@
 """A budget file on disk: checksummed JSON, written atomically, locked across processes.
 
-Every process that spends from one file takes an exclusive advisory lock
-(``fcntl.flock``) on a sibling ``<name>.lock`` file, re-reads the ledger, checks
-the spend against it and writes the new ledger before letting go; so two
-processes cannot both spend the last of a budget. The lock file is never
+Every process that spends from one file takes an exclusive lock on a sibling
+``<name>.lock`` file (the ``filelock`` package: an OS advisory lock), re-reads the
+ledger, checks the spend against it and writes the new ledger before letting go;
+so two processes cannot both spend the last of a budget. The lock file is never
 deleted (deleting it would let two processes lock two different files).
 
 Reading is strict: the file's size, JSON (no NaN or Infinity, bounded nesting),
@@ -16,11 +16,12 @@ import hashlib
 import json
 import os
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import filelock
 
 from pets.errors import BudgetFileError
 
@@ -55,40 +56,25 @@ def locked(path: Path, *, timeout: float | None = None) -> Iterator[None]:
     Waits up to ``timeout`` seconds (default :data:`LOCK_TIMEOUT`) for another holder.
     """
     timeout = LOCK_TIMEOUT if timeout is None else timeout
-    try:
-        import fcntl
-    except ImportError as exc:  # pragma: no cover - Windows
-        raise BudgetFileError(
-            "a budget kept in a file needs POSIX advisory file locks (fcntl), which this "
-            "platform lacks. Fix: keep the budget in memory and save it yourself from one process."
-        ) from exc
+    lock = filelock.FileLock(_lock_path(path), timeout=timeout, mode=0o600, poll_interval=0.005)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(_lock_path(path), os.O_RDWR | os.O_CREAT, 0o600)
+        lock.acquire()
+    except filelock.Timeout:
+        raise BudgetFileError(
+            f"another process has held the lock on {path} for over {timeout:.0f} s. "
+            "Fix: check for a stuck process spending from this budget; nothing "
+            "was recorded."
+        ) from None
     except OSError as exc:
         raise BudgetFileError(
             f"cannot create the lock file {_lock_path(path)}: {exc}. Fix: make the budget's "
             "directory writable by every process that spends from it."
         ) from exc
     try:
-        deadline = time.monotonic() + timeout
-        pause = 0.001
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise BudgetFileError(
-                        f"another process has held the lock on {path} for over {timeout:.0f} s. "
-                        "Fix: check for a stuck process spending from this budget; nothing "
-                        "was recorded."
-                    ) from None
-                time.sleep(pause)
-                pause = min(pause * 2, 0.05)
         yield
     finally:
-        os.close(fd)  # closing the descriptor releases the lock
+        lock.release()
 
 
 def write_document(path: Path, content: Mapping[str, Any]) -> None:

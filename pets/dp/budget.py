@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,14 +39,23 @@ MAX_LEDGER = 1_000_000
 """Most entries a budget file may hold (each spend composes them all)."""
 
 
+_ID_CHARACTERS = frozenset("0123456789abcdefghijklmnopqrstuvwxyz-")
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
 @dataclass(frozen=True)
 class LedgerEntry:
-    """One recorded spend: its own ``(epsilon, delta)``, a label, and its privacy event."""
+    """One recorded spend: its own ``(epsilon, delta)``, a label, its privacy event, and a
+    unique ``id`` (so two spends of the same size and label are still two spends)."""
 
     epsilon: float
     delta: float
     label: str | None = None
     event: Event = field(default_factory=dict)
+    id: str = field(default_factory=_new_id)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,13 +63,18 @@ class LedgerEntry:
             "delta": self.delta,
             "label": self.label,
             "event": self.event,
+            "id": self.id,
         }
 
     @classmethod
-    def from_json(cls, data: Any) -> LedgerEntry:
-        """Parse one saved entry, refusing anything :meth:`to_json` cannot have written."""
-        if not isinstance(data, dict) or set(data) != {"epsilon", "delta", "label", "event"}:
-            raise ValueError("a ledger entry is an object with epsilon, delta, label and event")
+    def from_json(cls, data: Any, position: int = 0) -> LedgerEntry:
+        """Parse one saved entry, refusing anything :meth:`to_json` cannot have written.
+
+        Files written before entries had ids get ``legacy-<position>``.
+        """
+        fields = {"epsilon", "delta", "label", "event"}
+        if not isinstance(data, dict) or set(data) not in (fields, {*fields, "id"}):
+            raise ValueError("a ledger entry is an object with epsilon, delta, label, event and id")
         epsilon, delta = as_float(data["epsilon"]), as_float(data["delta"])
         if epsilon is None or not (math.isfinite(epsilon) and epsilon >= 0):
             raise ValueError(f"a ledger entry's epsilon must be finite and >= 0, got {epsilon!r}")
@@ -68,7 +83,15 @@ class LedgerEntry:
         label = data["label"]
         if not (label is None or isinstance(label, str)):
             raise ValueError("a ledger entry's label must be a string or null")
-        return cls(epsilon, delta, label, check_event(data["event"]))
+        entry_id = data.get("id", f"legacy-{position}")
+        if not (isinstance(entry_id, str) and 0 < len(entry_id) <= 64
+                and set(entry_id) <= _ID_CHARACTERS):
+            raise ValueError("a ledger entry's id must be 1 to 64 lowercase letters, digits or -")
+        return cls(epsilon, delta, label, check_event(data["event"]), entry_id)
+
+
+def _sum(entries: list[LedgerEntry]) -> tuple[float, float]:
+    return sum(e.epsilon for e in entries), sum(e.delta for e in entries)
 
 
 def _fmt(epsilon: float, delta: float) -> str:
@@ -109,6 +132,8 @@ class Budget:
         self._spent = (0.0, 0.0)
         self._lock = threading.RLock()
         self._path = Path(path) if path is not None else None
+        #: per file (resolved path): the ids of the spends it held when last read or written here
+        self._known: dict[Path, frozenset[str]] = {}
         if self._path is not None:
             with _budget_file.locked(self._path):
                 if self._path.exists():
@@ -394,14 +419,68 @@ class Budget:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the budget and its ledger to ``path`` as checksummed JSON, atomically.
 
-        Saving to this budget's own file first catches up with other processes'
-        spends (so none is erased); saving elsewhere writes this ledger as it is.
+        Saving never erases a spend recorded in the file. If the file's ledger grew
+        since this budget read or saved it (another process spent from it), the two
+        ledgers are merged, spend by spend (each entry has its own id), and the merged
+        total is checked against the limit: :class:`~pets.errors.BudgetExceededError`
+        if they do not fit together (nothing is written). A file that lost spends this
+        budget saw in it (rolled back, replaced) or that holds another budget's limits
+        is refused with :class:`~pets.errors.BudgetFileError`. After a save this budget
+        holds the merged ledger.
+
+        Save before releasing what a spend paid for: a refused save means the
+        spend is not covered.
         """
         target = Path(path)
         with self._lock, _budget_file.locked(target):
             if self._path is not None and target.resolve() == self._path.resolve():
                 self._catch_up()
+            elif target.exists():
+                self._merge_from(target)
             _budget_file.write_document(target, self._content())
+            self._remember(target)
+
+    def _remember(self, path: Path) -> None:
+        self._known[path.resolve()] = frozenset(entry.id for entry in self._entries)
+
+    def _merge_from(self, target: Path) -> None:
+        """Adopt the spends saved in ``target`` that this budget lacks; the caller holds the
+        file's lock. Refuses a file that went backwards or whose merged total passes the limit.
+        """
+        held = Budget._from_content(_budget_file.read_content(target), target)
+        limits = (held.epsilon, held.delta, held.composition)
+        if limits != (self._epsilon, self._delta, self.composition):
+            raise BudgetFileError(
+                f"{target} holds another budget (epsilon, delta, composition)={limits!r}; "
+                "saving would replace its ledger. Fix: save to another path, or continue that "
+                "budget with pets.dp.Budget.load(path) / Budget.open(path, ...)."
+            )
+        held_ids = {entry.id for entry in held._entries}
+        lost = self._known.get(target.resolve(), frozenset()) - held_ids
+        if lost:
+            raise BudgetFileError(
+                f"the budget file {target} no longer holds {len(lost)} spend(s) it held when "
+                "this budget last read or saved it: it was rolled back or replaced. Nothing "
+                f"was written. {RESTORE_FIX}"
+            )
+        mine = [entry for entry in self._entries if entry.id not in held_ids]
+        merged = [*held._entries, *mine]
+        total = self._composition.total(merged, self._delta)
+        if total[0] > self._epsilon or total[1] > self._delta:
+            error = BudgetExceededError(
+                f"saving to {target} would bring its total to {_fmt(*total)} under "
+                f"{self.composition} composition, past the budget of "
+                f"{_fmt(self._epsilon, self._delta)}: other processes recorded "
+                f"{_fmt(*held.spent)} in it since this budget read it, and this budget's "
+                f"{len(mine)} new spend(s) do not fit beside theirs. Nothing was written: do not "
+                "release what those spends paid for. Fix: spend from a budget shared through "
+                "the file, pets.dp.Budget.open(path, ...), which checks every spend against "
+                "the file as it happens, or load the file again before spending."
+            )
+            error.requested = _sum(mine)  # type: ignore[attr-defined]
+            error.remaining = held.remaining  # type: ignore[attr-defined]
+            raise error
+        self._entries, self._spent = merged, total
 
     @classmethod
     def _from_content(
@@ -423,7 +502,9 @@ class Budget:
             if not isinstance(content["composition"], str):
                 raise ValueError("the composition must be a name")
             budget = cls(content["epsilon"], content["delta"], composition=content["composition"])
-            budget._entries = [LedgerEntry.from_json(item) for item in ledger]
+            budget._entries = [LedgerEntry.from_json(item, n) for n, item in enumerate(ledger)]
+            if len({entry.id for entry in budget._entries}) != len(budget._entries):
+                raise ValueError("two ledger entries share one id (a spend copied, not made)")
             if known is not None and budget._entries == known:
                 return budget
             budget._spent = budget._composition.total(budget._entries, budget._delta)
@@ -440,7 +521,8 @@ class Budget:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Budget:
-        """Read a budget saved with :meth:`save`, ledger and all (not bound to the file).
+        """Read a budget saved with :meth:`save`, ledger and all (not bound to the file:
+        its spends are checked against the file again only when it is saved there).
 
         Raises ``BudgetFileError`` if the file is missing, truncated, edited, not a
         budget, or holds values no budget can (negative or non-finite spends,
@@ -455,7 +537,9 @@ class Budget:
         True
         """
         source = Path(path)
-        return cls._from_content(_budget_file.read_content(source), source)
+        budget = cls._from_content(_budget_file.read_content(source), source)
+        budget._remember(source)
+        return budget
 
     @classmethod
     def open(

@@ -21,6 +21,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pets.dp._charging import StepCharger
 from pets.dp._imports import require
 from pets.dp._validation import check_delta, check_epsilon, check_positive
 from pets.dp.budget import Budget, LedgerEntry
@@ -157,7 +158,9 @@ def make_private(
     """Wrap a model, optimizer and data loader for DP-SGD reaching ``target_epsilon`` in ``epochs``.
 
     With ``budget``, the whole planned training is charged before it starts
-    (nothing is wrapped if the budget would be exceeded).
+    (nothing is wrapped if the budget would be exceeded), and every step past the
+    plan is charged as it is taken: the step that would exceed the budget raises
+    :class:`~pets.errors.BudgetExceededError` and leaves the model as it was.
 
     >>> import warnings, torch, pets.dp
     >>> from torch.utils.data import DataLoader, TensorDataset
@@ -212,8 +215,9 @@ def make_private(
         for noise in _OPACUS_NOISE:
             warnings.filterwarnings("ignore", message=noise)
         engine = opacus.PrivacyEngine(accountant=accountant, secure_mode=False)
-        # What PrivacyEngine.make_private_with_epsilon does, in two steps, so that
-        # the budget is charged before the model is wrapped (and its hooks attached).
+        # What PrivacyEngine.make_private_with_epsilon does, in two steps: the noise
+        # level first, then the wrapping; the budget is charged once Opacus has accepted
+        # the model, optimizer and loader (an Opacus refusal charges nothing).
         try:
             noise_multiplier = float(
                 opacus.accountants.utils.get_noise_multiplier(
@@ -229,26 +233,45 @@ def make_private(
                 f"no noise level reaches epsilon={target_epsilon} at delta={target_delta} in "
                 f"{epochs} epoch(s): {exc}. Fix: raise target_epsilon or lower epochs."
             ) from exc
-        entry = None
-        if budget is not None:
+        try:
+            module, optimizer, data_loader = engine.make_private(
+                module=module,
+                optimizer=optimizer,
+                data_loader=data_loader,
+                noise_multiplier=noise_multiplier,
+                max_grad_norm=max_grad_norm,
+                poisson_sampling=poisson_sampling,
+                noise_generator=_unpredictable_generator(),
+            )
+        except (ValueError, TypeError) as exc:
+            raise DPConfigurationError(
+                f"Opacus could not prepare DP-SGD: {exc}. Nothing was charged to the budget. "
+                "Fix: build the optimizer over this module's own parameters (after "
+                "pets.dp.fix_model, over the fixed module's), and pass a torch DataLoader "
+                "with a batch size."
+            ) from exc
+        sampler: Any = getattr(data_loader, "batch_sampler", None)
+        if poisson_sampling and hasattr(sampler, "generator"):  # Opacus' Poisson sampler
+            sampler.generator = _unpredictable_generator()
+    entry = None
+    if budget is not None:
+        label = label or f"DP-SGD {epochs} epoch(s)"
+        try:
             entry = budget.spend_event(
                 dp_sgd_event(noise_multiplier, sample_rate, steps),
                 epsilon=target_epsilon,
                 delta=target_delta,
-                label=label or f"DP-SGD {epochs} epoch(s)",
+                label=label,
             )
-        module, optimizer, data_loader = engine.make_private(
-            module=module,
-            optimizer=optimizer,
-            data_loader=data_loader,
-            noise_multiplier=noise_multiplier,
-            max_grad_norm=max_grad_norm,
-            poisson_sampling=poisson_sampling,
-            noise_generator=_unpredictable_generator(),
-        )
-        sampler: Any = getattr(data_loader, "batch_sampler", None)
-        if poisson_sampling and hasattr(sampler, "generator"):  # Opacus' Poisson sampler
-            sampler.generator = _unpredictable_generator()
+        except BaseException:
+            wrapped: Any = module
+            wrapped._close()  # Opacus' hooks off again: the caller's model is as it was
+            raise
+        StepCharger(
+            budget, noise_multiplier=noise_multiplier, sample_rate=sample_rate,
+            planned_steps=steps, charged_epsilon=target_epsilon, delta=target_delta,
+            accountant=accountant, label=label,
+        ).attach(optimizer)
     return PrivateTraining(
         module=module,
         optimizer=optimizer,

@@ -269,3 +269,117 @@ def test_running_out_of_delta_says_that_delta_is_what_ran_out() -> None:
     budget = pets.dp.Budget(epsilon=10.0, delta=1e-6)
     with pytest.raises(BudgetExceededError, match="Fix: the delta limit is what runs out"):
         budget.spend(0.1, 1e-5)
+
+
+# --- load, spend, save: a copy saved back onto a file that moved on -----------------------
+
+LOAD_SPEND_SAVE = """
+import sys, os
+import pets.dp
+from pets.errors import BudgetExceededError
+
+path, start = sys.argv[1], sys.argv[2]
+while not os.path.exists(start):
+    pass
+released = 0
+for _ in range(10):
+    budget = pets.dp.Budget.load(path)
+    try:
+        budget.spend(0.05, label="process")
+        budget.save(path)  # release only once the save is accepted
+    except BudgetExceededError:
+        continue
+    released += 1
+print(released)
+"""
+
+
+def test_load_spend_save_in_four_processes_never_overspends(tmp_path: Path) -> None:
+    path, start = tmp_path / "budget.json", tmp_path / "start"
+    pets.dp.Budget(epsilon=1.0).save(path)
+    savers = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOAD_SPEND_SAVE, str(path), str(start)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    start.touch()
+    released = [int(p.communicate(timeout=120)[0]) for p in savers]
+    assert all(p.returncode == 0 for p in savers)
+    final = pets.dp.Budget.load(path)
+    assert len(final.ledger) == sum(released)  # no saved spend was overwritten
+    assert sum(released) * 0.05 <= 1.0 + 1e-9
+    assert final.spent[0] <= 1.0 + 1e-9
+
+
+def test_saving_a_copy_onto_a_grown_file_merges_the_spends(tmp_path: Path) -> None:
+    path = tmp_path / "budget.json"
+    pets.dp.Budget(epsilon=1.0).save(path)
+    mine, theirs = pets.dp.Budget.load(path), pets.dp.Budget.load(path)
+    theirs.spend(0.25, label="theirs")
+    theirs.save(path)
+    mine.spend(0.25, label="mine")
+    mine.save(path)
+    assert [entry.label for entry in pets.dp.Budget.load(path).ledger] == ["theirs", "mine"]
+    assert mine.spent == (0.5, 0.0)
+
+
+def test_saving_a_copy_whose_spends_no_longer_fit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "budget.json"
+    pets.dp.Budget(epsilon=1.0).save(path)
+    mine, theirs = pets.dp.Budget.load(path), pets.dp.Budget.load(path)
+    theirs.spend(0.75, label="theirs")
+    theirs.save(path)
+    mine.spend(0.5, label="mine")
+    with pytest.raises(
+        BudgetExceededError,
+        match=r"saving to .* would bring its total to \(epsilon=1\.25.*Nothing was written",
+    ):
+        mine.save(path)
+    assert [entry.label for entry in pets.dp.Budget.load(path).ledger] == ["theirs"]
+
+
+def test_saving_onto_a_file_that_went_backwards_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "budget.json"
+    budget = pets.dp.Budget(epsilon=1.0)
+    budget.spend(0.25)
+    budget.save(path)
+    backup = path.read_text()
+    budget.spend(0.25)
+    budget.save(path)
+    path.write_text(backup)  # someone "restores" the file to free budget
+    budget.spend(0.25)
+    with pytest.raises(BudgetFileError, match=r"no longer holds 1 spend\(s\) it held"):
+        budget.save(path)
+    assert len(pets.dp.Budget.load(path).ledger) == 1
+
+
+def test_saving_over_another_budget_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "budget.json"
+    pets.dp.Budget(epsilon=1.0).save(path)
+    with pytest.raises(BudgetFileError, match=r"holds another budget .*saving would replace"):
+        pets.dp.Budget(epsilon=2.0).save(path)
+
+
+def test_identical_spends_are_told_apart_by_their_ids(tmp_path: Path) -> None:
+    path = tmp_path / "budget.json"
+    mine = pets.dp.Budget.open(path, epsilon=1.0)
+    mine.spend(0.1, label="query")
+    backup = path.read_text()
+    mine.spend(0.1, label="query")
+    path.write_text(backup)  # rolled back ...
+    pets.dp.Budget.open(path, epsilon=1.0).spend(0.1, label="query")  # ... and re-extended
+    with pytest.raises(BudgetFileError, match="no longer holds the 2 spends this budget recorded"):
+        mine.spend(0.1, label="query")
+    first, second = pets.dp.Budget.load(path).ledger
+    assert first.id != second.id and (first.epsilon, first.label) == (second.epsilon, second.label)
+
+
+def test_a_ledger_with_one_id_twice_is_refused(tmp_path: Path) -> None:
+    event = {"type": "epsilon_delta", "epsilon": 0.1, "delta": 0.0}
+    twice = [{**_entry(event), "id": "abc"}, {**_entry(event), "id": "abc"}]
+    path = _forge(tmp_path / "b.json", _content(twice))
+    with pytest.raises(BudgetFileError, match="two ledger entries share one id"):
+        pets.dp.Budget.load(path)
