@@ -49,20 +49,27 @@ def test_two_handles_on_one_file_cannot_both_spend_the_same_budget(tmp_path: Pat
     assert [entry.label for entry in pets.dp.Budget.load(path).ledger] == ["first"]
 
 
-def test_four_processes_spend_exactly_the_budget_and_no_more(tmp_path: Path) -> None:
-    path, start = tmp_path / "budget.json", tmp_path / "start"
-    pets.dp.Budget.open(path, epsilon=1.0)
-    spenders = [
+def race(script: str, path: Path, processes: int = 4) -> list[int]:
+    """Run ``script`` in ``processes`` processes started together; what each printed."""
+    start = path.with_name("start")
+    racers = [
         subprocess.Popen(
-            [sys.executable, "-c", SPENDER, str(path), str(start)],
+            [sys.executable, "-c", script, str(path), str(start)],
             stdout=subprocess.PIPE,
             text=True,
         )
-        for _ in range(4)
+        for _ in range(processes)
     ]
-    start.touch()  # all four race from here
-    accepted = [int(p.communicate(timeout=120)[0]) for p in spenders]
-    assert all(p.returncode == 0 for p in spenders)
+    start.touch()  # all of them race from here
+    counts = [int(p.communicate(timeout=120)[0]) for p in racers]
+    assert all(p.returncode == 0 for p in racers)
+    return counts
+
+
+def test_four_processes_spend_exactly_the_budget_and_no_more(tmp_path: Path) -> None:
+    path = tmp_path / "budget.json"
+    pets.dp.Budget.open(path, epsilon=1.0)
+    accepted = race(SPENDER, path)
     assert sum(accepted) == 10
     loaded = pets.dp.Budget.load(path)
     assert len(loaded.ledger) == 10
@@ -295,31 +302,27 @@ print(released)
 
 
 def test_load_spend_save_in_four_processes_never_overspends(tmp_path: Path) -> None:
-    path, start = tmp_path / "budget.json", tmp_path / "start"
+    path = tmp_path / "budget.json"
     pets.dp.Budget(epsilon=1.0).save(path)
-    savers = [
-        subprocess.Popen(
-            [sys.executable, "-c", LOAD_SPEND_SAVE, str(path), str(start)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    start.touch()
-    released = [int(p.communicate(timeout=120)[0]) for p in savers]
-    assert all(p.returncode == 0 for p in savers)
+    released = race(LOAD_SPEND_SAVE, path)
     final = pets.dp.Budget.load(path)
     assert len(final.ledger) == sum(released)  # no saved spend was overwritten
     assert sum(released) * 0.05 <= 1.0 + 1e-9
     assert final.spent[0] <= 1.0 + 1e-9
 
 
-def test_saving_a_copy_onto_a_grown_file_merges_the_spends(tmp_path: Path) -> None:
-    path = tmp_path / "budget.json"
+def two_copies(path: Path, theirs_spend: float) -> pets.dp.Budget:
+    """Two copies loaded from a fresh file; the other one spends and saves. Returns mine."""
     pets.dp.Budget(epsilon=1.0).save(path)
     mine, theirs = pets.dp.Budget.load(path), pets.dp.Budget.load(path)
-    theirs.spend(0.25, label="theirs")
+    theirs.spend(theirs_spend, label="theirs")
     theirs.save(path)
+    return mine
+
+
+def test_saving_a_copy_onto_a_grown_file_merges_the_spends(tmp_path: Path) -> None:
+    path = tmp_path / "budget.json"
+    mine = two_copies(path, 0.25)
     mine.spend(0.25, label="mine")
     mine.save(path)
     assert [entry.label for entry in pets.dp.Budget.load(path).ledger] == ["theirs", "mine"]
@@ -328,10 +331,7 @@ def test_saving_a_copy_onto_a_grown_file_merges_the_spends(tmp_path: Path) -> No
 
 def test_saving_a_copy_whose_spends_no_longer_fit_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "budget.json"
-    pets.dp.Budget(epsilon=1.0).save(path)
-    mine, theirs = pets.dp.Budget.load(path), pets.dp.Budget.load(path)
-    theirs.spend(0.75, label="theirs")
-    theirs.save(path)
+    mine = two_copies(path, 0.75)
     mine.spend(0.5, label="mine")
     with pytest.raises(
         BudgetExceededError,
