@@ -21,6 +21,7 @@ MODULES = [
     "pets.compiler.model",
     "pets.compiler.exact_model",
     "pets.compiler.training",
+    "pets.compiler.optimisers",
     "pets.functions",
     "pets.backends.mpc",
     "pets.cli",

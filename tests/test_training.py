@@ -100,16 +100,6 @@ def test_revealed_mse_loss_falls() -> None:
     assert len(history.losses) == 4 and history.losses[-1] < history.losses[0]
 
 
-def test_models_fit_cannot_train_are_refused_listing_why() -> None:
-    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
-    be = pets.backend("plain")
-    model = pets.compile(net, backend=be, example_input=torch.zeros(2, 1, 4, 4))
-    with pytest.raises(pets.UnsupportedModelError, match=re.escape(
-        "conv2d cannot be trained by pets.fit yet."
-    )):
-        model.fit(be.encrypt(np.zeros((2, 1, 4, 4))), be.encrypt(np.eye(2)), epochs=1)
-
-
 def test_targets_must_have_the_output_shape() -> None:
     be = pets.backend("plain")
     model = pets.compile(_net(), backend=be, example_input=torch.zeros(2, 5))

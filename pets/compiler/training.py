@@ -1,20 +1,22 @@
-"""Joint training on private data: SGD written once on private-tensor operations.
+"""Joint training on private data: a forward and backward pass written once on private tensors.
 
 :func:`fit` trains a compiled :class:`~pets.compiler.exact_model.ExactModel`
-whose layers form a chain of ``Linear`` layers and element-wise activations
-(ReLU, Sigmoid, Tanh, square; Flatten and Dropout pass through). Forward and
-backward passes are the layers' own formulas on
-:class:`~pets.tensor.PrivateTensor`, so the same code trains on the plain
-backend (the reference) and under MPC, where data, labels and weights stay
-secret-shared throughout. What it costs is chosen here, not inherited:
+whose layers form a chain (:mod:`pets.compiler.backprop` lists what trains:
+Linear, Conv2d, pooling, BatchNorm with frozen statistics, ReLU, Sigmoid,
+Tanh, Flatten, Dropout) with an optimiser of :mod:`pets.compiler.optimisers`
+(SGD with momentum and weight decay, Adam). The same code trains on the plain
+backend (the reference: the same steps as torch) and under MPC, where data,
+labels, weights, gradients and optimiser state stay secret-shared. What it
+costs is chosen here, not inherited:
 
 * the softmax of the cross-entropy gradient runs its exponential and
   reciprocal over the *interval the logits are declared to lie in*
   (``logit_interval``), so it needs a few Newton steps, not CrypTen's generic 10;
-* no loss value is computed (the gradient of softmax cross-entropy is
-  ``softmax(z) - y``; a logarithm would cost rounds and reveal nothing needed);
-* ReLU's comparison is made once in the forward pass and its mask reused
-  for the backward pass.
+* no loss value is computed unless asked (the gradient of softmax cross-entropy
+  is ``softmax(z) - y``); ``reveal_loss=True`` computes it and opens one number
+  per epoch;
+* ReLU's and max-pooling's comparisons are made once in the forward pass and
+  their masks reused for the backward pass.
 
 >>> import numpy as np, torch, pets
 >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
@@ -33,6 +35,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,95 +43,54 @@ import numpy as np
 import torch
 
 from pets import functions
-from pets.errors import CompileError, ModelIssue, ShapeMismatchError, UnsupportedModelError
+from pets.compiler.backprop import Layer, Step, chain
+from pets.compiler.optimisers import Optimiser, make_optimiser
+from pets.errors import CompileError, ShapeMismatchError
 from pets.tensor import PrivateTensor
 
 if TYPE_CHECKING:
     from pets.compiler.exact_model import ExactModel
 
-__all__ = ["TrainingHistory", "fit", "to_torch", "trainable_layers"]
+__all__ = ["LOSSES", "TrainingHistory", "fit", "to_torch"]
 
 _log = logging.getLogger(__name__)
 
-_ACTIVATIONS = {"relu", "sigmoid", "tanh", "square"}
-_PASS = {"dropout", "clone", "contiguous", "alias", "detach", "_to_copy"}
-_RESHAPES = {"flatten", "view", "reshape", "_unsafe_view"}
+#: the losses fit differentiates (cross-entropy on one-hot targets over a final softmax or
+#: logits; mean squared error; binary cross-entropy on a final Sigmoid's probability)
+LOSSES = ("cross_entropy", "mse", "bce")
 
 
 @dataclass
 class TrainingHistory:
-    """What :func:`fit` did: steps, time per epoch, and losses if they were revealed."""
+    """What :func:`fit` did: steps, time per epoch, revealed losses and validation metrics."""
 
     epochs: int = 0
     steps: int = 0
     seconds: list[float] = field(default_factory=list)
-    #: mean squared error per epoch (``loss="mse"`` with ``reveal_loss=True`` only)
+    #: mean loss per epoch (``reveal_loss=True`` only; one opening per epoch)
     losses: list[float] = field(default_factory=list)
+    #: the validation metric per epoch (``validation=`` only): accuracy, or MSE for loss="mse"
+    validation: list[float] = field(default_factory=list)
+    #: why training ended before ``epochs`` ("early stopping", "callback"), else ""
+    stopped: str = ""
 
 
-@dataclass(frozen=True)
-class _Layer:
-    kind: str  # "linear", an activation name, "reshape"
-    weight: str | None = None
-    bias: str | None = None
-
-
-def trainable_layers(model: ExactModel) -> list[_Layer]:
-    """The model as a chain of trainable layers; every other structure is refused at once."""
-    program = model.program
-    private = program.private_nodes()
-    layers: list[_Layer] = []
-    issues: list[ModelIssue] = []
-    previous = None
-    for node in program.graph.nodes:
-        if node not in private or node.op != "call_function":
-            continue
-        name = str(node.target).split(".")[1] if "." in str(node.target) else str(node.target)
-        data_inputs = [a for a in node.all_input_nodes if a in private]
-        if previous is not None and data_inputs != [previous]:
-            issues.append(ModelIssue(node.name, "branches or joins the data path.",
-                                     "fit trains a chain of layers; use nn.Sequential"))
-        previous = node
-        if name == "linear":
-            weight = node.args[1].name
-            bias = node.args[2].name if len(node.args) > 2 and node.args[2] is not None else None
-            layers.append(_Layer("linear", weight, bias))
-        elif name in _ACTIVATIONS:
-            layers.append(_Layer(name))
-        elif name in _RESHAPES:
-            layers.append(_Layer("reshape"))
-        elif name in _PASS:
-            continue
-        elif name in ("softmax", "_softmax") and node is _last(program, private):
-            continue  # the loss applies softmax itself
-        else:
-            issues.append(ModelIssue(
-                node.name, f"{name} cannot be trained by pets.fit yet.",
-                "train models of Linear layers and ReLU/Sigmoid/Tanh activations (Flatten and "
-                "Dropout pass through), or train in the clear and compile the result",
-            ))
-    if issues:
-        raise UnsupportedModelError(issues)
-    if not any(layer.kind == "linear" for layer in layers):
-        raise CompileError("the model has no Linear layer to train")
-    return layers
-
-
-def _last(program: Any, private: set[Any]) -> Any:
-    nodes = [n for n in program.graph.nodes if n in private and n.op == "call_function"]
-    return nodes[-1] if nodes else None
-
-
-def _private_parameters(model: ExactModel, layers: list[_Layer]) -> None:
-    """Every trained parameter as a private tensor (party 0's initial values if plain)."""
-    backend = model.backend
-    for layer in layers:
-        for name in (layer.weight, layer.bias):
-            if name is None or isinstance(model.parameters[name], PrivateTensor):
-                continue
-            value = model.parameters[name]
-            data = np.asarray(value.numpy() if isinstance(value, torch.Tensor) else value)
-            model.parameters[name] = backend.encrypt(data if backend.rank == 0 else None, src=0)
+def _check(model: ExactModel, x: Any, y: Any, loss: str, what: str = "") -> None:
+    for tensor, name in ((x, f"{what}x"), (y, f"{what}y")):
+        if not isinstance(tensor, PrivateTensor):
+            raise TypeError(f"fit takes private tensors; encrypt {name} first (be.encrypt)")
+        model.backend.check_same_keys(tensor.backend)
+    if x.shape[1:] != model.input_shape or len(y) != len(x):
+        raise ShapeMismatchError(
+            f"fit needs {what}x of shape (N, *{model.input_shape}) and {what}y with as many "
+            f"rows; got {x.shape} and {y.shape}"
+        )
+    if y.shape[1:] != model.output_shape:
+        kind = {"cross_entropy": "one-hot labels", "bce": "0/1 labels"}.get(loss, "target values")
+        raise ShapeMismatchError(
+            f"y must have the model's output shape (N, *{model.output_shape}) ({kind}), got "
+            f"{y.shape}"
+        )
 
 
 def fit(
@@ -140,141 +102,217 @@ def fit(
     lr: float = 0.1,
     batch_size: int = 32,
     loss: str = "cross_entropy",
+    optimizer: str | Optimiser = "sgd",
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
     logit_interval: tuple[float, float] = (-8.0, 8.0),
     subtract_max: bool = True,
     shuffle: bool = True,
     reveal_loss: bool = False,
     seed: int | None = None,
+    progress: bool | Callable[[str], None] = False,
+    callback: Callable[[TrainingHistory], Any] | None = None,
+    validation: tuple[PrivateTensor, PrivateTensor] | None = None,
+    patience: int | None = None,
 ) -> TrainingHistory:
-    """Mini-batch SGD on private ``x`` ``(N, *input_shape)`` and private targets ``y``.
+    """Mini-batch training on private ``x`` ``(N, *input_shape)`` and private targets ``y``.
 
     ``loss="cross_entropy"``: ``y`` is one-hot ``(N, classes)``; the softmax is
     computed for logits within ``logit_interval`` (beyond it the gradient is
-    approximate). ``loss="mse"``: ``y`` holds target values of the output's shape.
-    The batch order is a public permutation all parties agree on (``seed``,
-    drawn by party 0 if not given). ``reveal_loss`` (MSE only) reveals the mean
-    loss of each epoch to every party: one number per epoch, a small leak.
+    approximate). ``loss="mse"``: ``y`` holds target values of the output's
+    shape. ``loss="bce"``: the model ends in Sigmoid, ``y`` holds 0/1 labels.
+    ``optimizer`` is ``"sgd"`` (with ``momentum``, ``weight_decay``), ``"adam"``
+    or an :class:`~pets.compiler.optimisers.Optimiser`. The batch order is a
+    public permutation all parties agree on (``seed``, drawn by party 0 if not
+    given); Dropout's masks come from the same seed.
+
+    Each epoch can end with: ``reveal_loss`` (the mean training loss, one number
+    opened to every party: a small leak), a ``progress`` line (``True`` prints
+    it on party 0; a function gets it), the ``validation`` metric on private
+    ``(x_val, y_val)`` (accuracy, or MSE for ``loss="mse"``: one number
+    opened), ``callback(history)`` (returning ``True`` stops), and early
+    stopping after ``patience`` epochs without a better validation metric.
     """
-    if not model.backend.capabilities.training:
-        raise CompileError(f"the {model.backend.name} backend cannot train; use 'mpc' or 'plain'")
-    if loss not in ("cross_entropy", "mse"):
-        raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
+    backend = model.backend
+    if not backend.capabilities.training:
+        raise CompileError(f"the {backend.name} backend cannot train; use 'mpc' or 'plain'")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
-    if reveal_loss and loss != "mse":
-        raise ValueError("reveal_loss is available for loss='mse' only")
-    for tensor, what in ((x, "x"), (y, "y")):
-        if not isinstance(tensor, PrivateTensor):
-            raise TypeError(f"fit takes private tensors; encrypt {what} first (be.encrypt)")
-        model.backend.check_same_keys(tensor.backend)
-    if x.shape[1:] != model.input_shape or len(y) != len(x):
-        raise ShapeMismatchError(
-            f"fit needs x of shape (N, *{model.input_shape}) and y with as many rows; got "
-            f"{x.shape} and {y.shape}"
-        )
-    if y.shape[1:] != model.output_shape:
-        raise ShapeMismatchError(
-            f"y must have the model's output shape (N, *{model.output_shape}) "
-            f"({'one-hot labels' if loss == 'cross_entropy' else 'target values'}), got {y.shape}"
-        )
-    layers = trainable_layers(model)
+    if patience is not None and (validation is None or patience < 1):
+        raise ValueError("patience (early stopping) needs validation=(x_val, y_val) and >= 1")
+    if reveal_loss and loss == "cross_entropy" and not subtract_max:
+        raise ValueError("reveal_loss with loss='cross_entropy' needs subtract_max=True")
+    _check(model, x, y, loss)
+    if validation is not None:
+        _check(model, validation[0], validation[1], loss, "validation ")
+    layers = chain(model, loss=loss)
     _private_parameters(model, layers)
-    backend = model.backend
+    options: dict[str, Any] = {}
+    if momentum:
+        options["momentum"] = momentum
+    if weight_decay:
+        options["weight_decay"] = weight_decay
+    optimiser = make_optimiser(optimizer, lr=lr, **options)
     if seed is None:
         entropy = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
         seed = backend.share_public(entropy % 2**63, src=0)
     rng = np.random.default_rng(seed)
+    step = Step(np.random.default_rng([seed, 1]))  # dropout: its own stream of the seed
     history = TrainingHistory()
+    say = _progress(progress, backend.rank)
     count = len(x)
+    best: float | None = None
+    waited = 0
     for epoch in range(epochs):
         start = time.perf_counter()
         order = rng.permutation(count) if shuffle else np.arange(count)
-        squared = None
+        total: PrivateTensor | None = None
         for first in range(0, count, batch_size):
             index = np.sort(order[first : first + batch_size])
             xb, yb = x[index], y[index]
-            out, cache = _forward(model, layers, xb)
-            if loss == "cross_entropy":
-                probabilities = functions.softmax(out, -1, interval=logit_interval,
-                                                  subtract_max=subtract_max)
-                grad = (probabilities - yb) * (1.0 / len(index))
-            else:
-                error = out - yb
-                grad = error * (2.0 / error.size)
-                if reveal_loss:
-                    batch_loss = error.square().sum()
-                    squared = batch_loss if squared is None else squared + batch_loss
-            _backward(model, layers, cache, grad, lr)
+            out, cache = _forward(model, layers, xb, step)
+            grad, batch_loss = _loss(out, yb, loss, logit_interval, subtract_max, reveal_loss)
+            if batch_loss is not None:
+                total = batch_loss if total is None else total + batch_loss
+            grads = _backward(model, layers, cache, grad)
+            optimiser.step(model.parameters, grads)
             history.steps += 1
-        if squared is not None:
-            total = backend.decrypt(squared)
-            history.losses.append(float(total) / (count * int(np.prod(model.output_shape))))
+        if total is not None:
+            history.losses.append(float(backend.decrypt(total)) / count)
         history.seconds.append(time.perf_counter() - start)
         history.epochs += 1
-        _log.info("epoch %d/%d: %.2f s%s", epoch + 1, epochs, history.seconds[-1],
-                  f", loss {history.losses[-1]:.4f}" if history.losses else "")
+        if validation is not None:
+            history.validation.append(_validate(model, layers, validation, loss, step))
+        say(_line(epoch, epochs, history, loss))
+        if callback is not None and callback(history) is True:
+            history.stopped = "callback"
+            break
+        if patience is not None:
+            metric = history.validation[-1] * (-1.0 if loss == "mse" else 1.0)
+            if best is None or metric > best:
+                best, waited = metric, 0
+            else:
+                waited += 1
+                if waited >= patience:
+                    history.stopped = "early stopping"
+                    break
     return history
 
 
-def _forward(model: ExactModel, layers: list[_Layer], x: PrivateTensor
+def _progress(progress: bool | Callable[[str], None], rank: int) -> Callable[[str], None]:
+    if callable(progress):
+        return progress
+    if progress and rank == 0:
+        return lambda line: print(line, flush=True)
+    return lambda line: _log.info("%s", line)
+
+
+def _line(epoch: int, epochs: int, history: TrainingHistory, loss: str) -> str:
+    parts = [f"epoch {epoch + 1}/{epochs}: {history.seconds[-1]:.2f} s"]
+    if history.losses:
+        parts.append(f"loss {history.losses[-1]:.4f}")
+    if history.validation:
+        name = "validation MSE" if loss == "mse" else "validation accuracy"
+        parts.append(f"{name} {history.validation[-1]:.4f}")
+    return ", ".join(parts)
+
+
+def _private_parameters(model: ExactModel, layers: list[Layer]) -> None:
+    """Every trained parameter as a private tensor (party 0's initial values if plain)."""
+    backend = model.backend
+    for layer in layers:
+        for name in layer.parameters:
+            if isinstance(model.parameters[name], PrivateTensor):
+                continue
+            value = model.parameters[name]
+            data = np.asarray(value.numpy() if isinstance(value, torch.Tensor) else value)
+            model.parameters[name] = backend.encrypt(data if backend.rank == 0 else None, src=0)
+
+
+def _forward(model: ExactModel, layers: list[Layer], x: PrivateTensor, step: Step
              ) -> tuple[PrivateTensor, list[Any]]:
-    params = model.parameters
     cache: list[Any] = []
     out = x
     for layer in layers:
-        if layer.kind == "linear":
-            cache.append(out)
-            assert layer.weight is not None
-            out = out @ params[layer.weight].T
-            if layer.bias is not None:
-                out = out + functions._broadcast(params[layer.bias].reshape(1, -1), out.shape)
-        elif layer.kind == "relu":
-            mask = out >= 0.0
-            cache.append(mask)
-            out = out * mask
-        elif layer.kind == "sigmoid":
-            out = out.sigmoid()
-            cache.append(out)
-        elif layer.kind == "tanh":
-            out = out.tanh()
-            cache.append(out)
-        elif layer.kind == "square":
-            cache.append(out)
-            out = out.square()
-        else:  # reshape: flatten each sample
-            cache.append(out.shape)
-            out = out.reshape(len(out), -1)
+        out, saved = layer.forward(out, model.parameters, step)
+        cache.append(saved)
     return out, cache
 
 
-def _backward(model: ExactModel, layers: list[_Layer], cache: list[Any], grad: PrivateTensor,
-              lr: float) -> None:
-    params = model.parameters
-    first_linear = next(i for i, layer in enumerate(layers) if layer.kind == "linear")
-    for i in range(len(layers) - 1, -1, -1):
-        layer, saved = layers[i], cache[i]
-        if layer.kind == "linear":
-            assert layer.weight is not None
-            weight = params[layer.weight]
-            d_weight = grad.T @ saved
-            d_bias = grad.sum(axis=0) if layer.bias is not None else None
-            if i > first_linear:
-                grad = grad @ weight
-            params[layer.weight] = weight - d_weight * lr
-            if layer.bias is not None and d_bias is not None:
-                params[layer.bias] = params[layer.bias] - d_bias * lr
-        elif layer.kind == "relu":
-            grad = grad * saved
-        elif layer.kind == "sigmoid":
-            grad = grad * (saved * (1.0 - saved))
-        elif layer.kind == "tanh":
-            grad = grad * (1.0 - saved.square())
-        elif layer.kind == "square":
-            grad = grad * saved * 2.0
-        else:
-            grad = grad.reshape(saved)
-        if i < first_linear:
-            break
+def _backward(model: ExactModel, layers: list[Layer], cache: list[Any], grad: PrivateTensor
+              ) -> dict[str, PrivateTensor]:
+    first = next(i for i, layer in enumerate(layers) if layer.parameters)
+    grads: dict[str, PrivateTensor] = {}
+    for i in range(len(layers) - 1, first - 1, -1):
+        result, own = layers[i].backward(grad, cache[i], model.parameters, need_input=i > first)
+        grads.update(own)
+        if result is not None:
+            grad = result
+    return grads
+
+
+def _loss(out: PrivateTensor, target: PrivateTensor, loss: str, interval: tuple[float, float],
+          subtract_max: bool, reveal: bool) -> tuple[PrivateTensor, PrivateTensor | None]:
+    """The gradient of the mean loss by the model's output, and the batch's summed loss if
+    ``reveal`` (still private)."""
+    rows = len(out)
+    if loss == "mse":
+        error = out - target
+        summed = error.square().sum() * (1.0 / (error.size // rows)) if reveal else None
+        return error * (2.0 / error.size), summed
+    if loss == "bce":
+        probability = out.sigmoid(interval=interval)
+        summed = None
+        if reveal:  # softplus(z) - y z, per element, averaged over the outputs of a row
+            summed = (_softplus(out, interval) - out * target).sum() * (rows / out.size)
+        return (probability - target) * (1.0 / out.size), summed
+    probabilities = functions.softmax(out, -1, interval=interval, subtract_max=subtract_max)
+    summed = _cross_entropy(out, target, interval) if reveal else None
+    return (probabilities - target) * (1.0 / rows), summed
+
+
+def _cross_entropy(out: PrivateTensor, target: PrivateTensor, interval: tuple[float, float]
+                   ) -> PrivateTensor:
+    """``sum(log sum exp(z - max) - y . (z - max))``: the logarithm runs on ``[1, classes]``."""
+    from pets.compiler.approximate import fit_polynomial
+
+    classes = out.shape[-1]
+    top = functions.maximum(out, -1).reshape(len(out), 1)
+    shifted = out - functions._broadcast(top, out.shape)
+    width = interval[1] - interval[0]
+    total = functions.exp(shifted, interval=(-width, 0.0)).sum(axis=-1)
+    log_total = total.polyval(fit_polynomial(np.log, (1.0, float(max(classes, 2))), 8))
+    return log_total.sum() - (shifted * target).sum()
+
+
+def _softplus(z: PrivateTensor, interval: tuple[float, float]) -> PrivateTensor:
+    from pets.compiler.approximate import fit_polynomial
+
+    return z.polyval(fit_polynomial(lambda v: np.logaddexp(0.0, v), interval, 12))
+
+
+def _validate(model: ExactModel, layers: list[Layer],
+              validation: tuple[PrivateTensor, PrivateTensor], loss: str, step: Step) -> float:
+    """Accuracy (or MSE) on the validation rows: computed on shares, one number opened."""
+    x_val, y_val = validation
+    step.training = False
+    try:
+        out, _ = _forward(model, layers, x_val, step)
+    finally:
+        step.training = True
+    if loss == "mse":
+        error = out - y_val
+        return float(model.backend.decrypt(error.square().sum())) / error.size
+    if loss == "bce":
+        positive = out >= 0.0
+        correct = positive * y_val + (1.0 - positive) * (1.0 - y_val)
+        return float(model.backend.decrypt(correct.sum())) / correct.size
+    top = functions.maximum(out, -1)
+    true_logit = (out * y_val).sum(axis=-1)
+    correct = true_logit >= top
+    return float(model.backend.decrypt(correct.sum())) / len(out)
 
 
 def to_torch(model: ExactModel, *, to: int | None = None) -> torch.nn.Module | None:
@@ -306,4 +344,5 @@ def to_torch(model: ExactModel, *, to: int | None = None) -> torch.nn.Module | N
                 state[target].shape)
     result.load_state_dict(state)
     return result
+
 

@@ -29,7 +29,7 @@ import numpy as np
 
 import pets
 
-__all__ = ["JointTrainingResult", "run"]
+__all__ = ["JointTrainingResult", "cancer_split", "run"]
 
 
 @dataclass
@@ -58,7 +58,8 @@ class JointTrainingResult:
         )
 
 
-def _data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def cancer_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Standardised breast-cancer rows: train (426) and test (143), labels as integers."""
     from sklearn.datasets import load_breast_cancer
     from sklearn.model_selection import train_test_split
 
@@ -86,7 +87,7 @@ def _party(party: pets.Party, settings: dict[str, Any]) -> dict[str, Any]:
 
     be = party.backend
     rank = party.rank
-    x_train, y_train, x_test, y_test = _data()
+    x_train, y_train, x_test, y_test = cancer_split()
     rows = np.array_split(np.arange(len(x_train)), party.parties)[rank]  # my rows only
     mine_x, mine_y = x_train[rows], np.eye(2)[y_train[rows]]
     model = pets.compile(_model(), backend=be, example_input=torch.zeros(2, 30))
@@ -106,7 +107,7 @@ def _party(party: pets.Party, settings: dict[str, Any]) -> dict[str, Any]:
 
 def pooled_accuracy(settings: dict[str, Any] | None = None) -> float:
     """The same model and SGD trained in the clear on all rows (the reference)."""
-    x_train, y_train, x_test, y_test = _data()
+    x_train, y_train, x_test, y_test = cancer_split()
     be = pets.backend("plain")
     model = pets.compile(_model(), backend=be, example_input=np.zeros((2, 30)))
     model.fit(be.encrypt(x_train), be.encrypt(np.eye(2)[y_train]), **(settings or SETTINGS))
