@@ -117,3 +117,33 @@ def test_a_backend_without_training_is_refused() -> None:
         "the ckks backend cannot train; use 'mpc' or 'plain'"
     )):
         model.fit(be.encrypt(np.zeros((4, 5))), be.encrypt(np.zeros((4, 2))), epochs=1)
+
+
+def test_revealed_cross_entropy_is_torchs_mean_loss_of_the_epoch() -> None:
+    x, y = _data()
+    be = pets.backend("plain")
+    model = pets.compile(_net(), backend=be, example_input=torch.zeros(2, 5))
+    history = model.fit(be.encrypt(x), be.encrypt(np.eye(2)[y]), epochs=1, lr=1e-9,
+                        batch_size=48, reveal_loss=True, shuffle=False, seed=1)
+    with torch.no_grad():
+        expected = nn.functional.cross_entropy(_net().double()(torch.tensor(x)),
+                                               torch.tensor(y)).item()
+    assert history.losses[0] == pytest.approx(expected, abs=1e-3)
+
+
+def test_progress_callback_and_early_stopping() -> None:
+    x, y = _data()
+    be = pets.backend("plain")
+    model = pets.compile(_net(), backend=be, example_input=torch.zeros(2, 5))
+    lines: list[str] = []
+    seen: list[int] = []
+    validation = (be.encrypt(x[:8]), be.encrypt(np.eye(2)[y[:8]]))
+    history = model.fit(be.encrypt(x), be.encrypt(np.eye(2)[y]), epochs=30, lr=1e-6,
+                        batch_size=16, seed=1, progress=lines.append,
+                        callback=lambda h: seen.append(h.epochs), validation=validation,
+                        patience=2)
+    assert history.stopped == "early stopping" and history.epochs == 3  # lr too small to gain
+    assert seen == [1, 2, 3] and len(lines) == 3
+    assert re.fullmatch(r"epoch 1/30: [0-9.]+ s, validation accuracy [0-9.]+", lines[0])
+    stopped = model.fit(be.encrypt(x), be.encrypt(np.eye(2)[y]), epochs=5, callback=lambda h: True)
+    assert (stopped.epochs, stopped.stopped) == (1, "callback")
