@@ -28,6 +28,7 @@ from pets.errors import (
     NonFiniteValueError,
     SerializationError,
     ShapeMismatchError,
+    UnsupportedOperationError,
 )
 from pets.serialization import unpack
 
@@ -41,17 +42,7 @@ def plain_array(data: Any, *, what: str, max_ndim: int | None = None) -> np.ndar
     """A finite float64 numpy array from numpy, torch, lists or scalars."""
     if hasattr(data, "detach") and hasattr(data, "cpu"):  # torch.Tensor, without importing torch
         data = data.detach().cpu().numpy()
-    if np.iscomplexobj(data):
-        raise TypeError(
-            f"{what} needs real numbers, got complex values; pass the real and imaginary "
-            "parts as separate arrays (numpy.real, numpy.imag)"
-        )
-    try:
-        array = np.asarray(data, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"{what} needs numbers (numpy, torch, list), got {type(data).__name__}"
-        ) from exc
+    array = _real_array(data, what)
     if max_ndim is not None and array.ndim > max_ndim:
         raise ShapeMismatchError(
             f"{what} takes arrays of at most {max_ndim} dimensions (samples, features) on this "
@@ -64,6 +55,30 @@ def plain_array(data: Any, *, what: str, max_ndim: int | None = None) -> np.ndar
             "(e.g. numpy.nan_to_num) — encrypted arithmetic cannot represent them"
         )
     return array
+
+
+def _real_array(data: Any, what: str) -> np.ndarray:
+    """``data`` as float64, or a pets error naming what it holds instead of real numbers."""
+    try:
+        raw = np.asarray(data)
+    except ValueError:  # lists of different lengths: numpy refuses a ragged array
+        raise ShapeMismatchError(
+            f"{what} got nested lists of different lengths (a ragged array); give every row "
+            "the same length, e.g. pad the short ones or encrypt each row on its own"
+        ) from None
+    if np.iscomplexobj(raw):
+        raise UnsupportedOperationError(
+            f"{what} needs real numbers, got complex values; pass the real and imaginary "
+            "parts as separate arrays (numpy.real, numpy.imag)"
+        )
+    try:
+        return np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise UnsupportedOperationError(
+            f"{what} needs numbers (numpy, torch, list of numbers), got "
+            f"{type(data).__name__} holding {raw.dtype.name} values; convert the data to "
+            "numbers first (e.g. numpy.asarray(x, dtype=float))"
+        ) from None
 
 
 # ---- wrapping native data (the backend's public encrypt/decrypt/load call these) ----------

@@ -331,7 +331,7 @@ def load_model(path: str | os.PathLike[str] | bytes, *, backend: Backend | str) 
         extra = requirements_meta.pop("extra", {})
         if not isinstance(extra, Mapping):
             raise SerializationError("model file: requirements.extra is not an object")
-        requirements = Requirements.from_dict(requirements_meta)
+        requirements = Requirements.from_dict({**requirements_meta, "extra": extra})  # checks it
         requirements = Requirements(**{**requirements.__dict__, "extra": dict(extra)})
         ranges_meta = meta["ranges"]
         ranges = RangePlan(

@@ -76,6 +76,12 @@ def integer_bits_for(max_abs: float) -> int:
     return max(1, math.ceil(math.log2(max_abs))) + 1 + HEADROOM_BITS
 
 
+def _headroom(integer: int, max_abs: float) -> str:
+    """How many times ``max_abs`` fits below ``2**(integer - 1)``, in words (never overflows)."""
+    exponent = integer - 1 - math.log2(max(max_abs, 1e-300))
+    return f"{2.0 ** exponent:.0f}x" if exponent < 1000 else f"2**{exponent:.0f} times"
+
+
 @dataclass(frozen=True)
 class CKKSParameters:
     """Ring dimension, modulus chain and scale of a CKKS key set, and why they were chosen."""
@@ -165,7 +171,7 @@ def _validate(params: CKKSParameters) -> CKKSParameters:
 
 def _scale_for_precision(n: int, noise_gain: float, precision: float) -> int:
     """Smallest scale bits whose estimated output error ``noise * gain`` is within ``precision``."""
-    needed = math.log2(NOISE_FACTOR * math.sqrt(n) * max(noise_gain, 1e-12) / precision)
+    needed = math.log2(NOISE_FACTOR * math.sqrt(n) * max(noise_gain, 1e-12) / max(precision, 1e-300))
     return max(_min_prime_bits(n), MIN_SCALE_BITS, math.ceil(needed))
 
 
@@ -209,7 +215,7 @@ def choose_parameters(
     why_integer = (
         f"first prime = scale + {integer} integer bits: |values| < 2**{integer - 1}"
         + ("" if max_abs is None else
-           f" ({2 ** (integer - 1) / max(max_abs, 1e-300):.0f}x the largest value, {max_abs:.3g})")
+           f" ({_headroom(integer, max_abs)} the largest value, {max_abs:.3g})")
     )
     if 60 - integer < max(MIN_SCALE_BITS, scale_bits or 0):
         assert max_abs is not None

@@ -44,6 +44,7 @@ from pets.errors import (
     PartyError,
     SerializationError,
     ShapeMismatchError,
+    ValueRangeError,
 )
 from pets.registry import register_backend
 
@@ -173,11 +174,25 @@ class MPCBackend(Backend):
                     "whose data it is (that party passes the data, the others pass None)"
                 )
             src = 0
+        if array is not None:
+            self._check_range(array)
         shape = self._agree_on_shape(array, src)
         values = torch.zeros(shape, dtype=torch.float64) if array is None else torch.from_numpy(
             np.ascontiguousarray(array)
         )
         return self._crypten.mpc.MPCTensor(values.to(self._config.device), src=src)
+
+    def _check_range(self, array: np.ndarray) -> None:
+        """Refuse values the fixed-point encoding would wrap around (silently wrong otherwise)."""
+        bits = self._config.precision_bits
+        limit = 2.0 ** (62 - bits)
+        largest = float(np.max(np.abs(array))) if array.size else 0.0
+        if largest >= limit:
+            raise ValueRangeError(
+                f"values up to {largest:.3g} exceed {limit:.3g}, the largest the MPC fixed-point "
+                f"encoding holds with {bits} fractional bits in its 64-bit ring; scale the data "
+                "down (e.g. standardise it), or use fewer precision bits"
+            )
 
     def _agree_on_shape(self, array: np.ndarray | None, src: int) -> tuple[int, ...]:
         """Party ``src`` tells the others its shape; every party checks they all agree on src."""
