@@ -171,7 +171,8 @@ def _validate(params: CKKSParameters) -> CKKSParameters:
 
 def _scale_for_precision(n: int, noise_gain: float, precision: float) -> int:
     """Smallest scale bits whose estimated output error ``noise * gain`` is within ``precision``."""
-    needed = math.log2(NOISE_FACTOR * math.sqrt(n) * max(noise_gain, 1e-12) / max(precision, 1e-300))
+    error = NOISE_FACTOR * math.sqrt(n) * max(noise_gain, 1e-12)
+    needed = math.log2(error / max(precision, 1e-300))
     return max(_min_prime_bits(n), MIN_SCALE_BITS, math.ceil(needed))
 
 
