@@ -79,9 +79,10 @@ def run_parties(
     if not isinstance(parties, int) or parties < 2:
         raise ParameterError(f"run_parties needs at least 2 parties, got {parties!r}; for one "
                              f"process use pets.backend('mpc') directly")
-    if provider not in ("ttp", "tfp"):
-        raise ParameterError(f"provider must be 'ttp' (a dealer process) or 'tfp' (party 0 "
-                             f"makes the triples), got {provider!r}")
+    if provider not in ("ttp", "tfp", "he"):
+        raise ParameterError(f"provider must be 'ttp' (a dealer process), 'tfp' (party 0 "
+                             f"makes the triples) or 'he' (two parties make them under "
+                             f"encryption), got {provider!r}")
     if provider == "tfp":
         warnings.warn(insecure_provider_message(), InsecureProviderWarning, stacklevel=2)
     try:

@@ -168,7 +168,7 @@ def test_a_tensor_relabelled_from_other_keys_is_refused_when_decrypted(
 def test_a_ciphertext_at_a_forged_scale_is_refused(shallow: pets.Backend) -> None:
     import tenseal.sealapi as sealapi
 
-    from pets.backends.ckks import seal_io
+    from pets import seal_io
 
     keys = shallow.keys
     plain, ct = sealapi.Plaintext(), sealapi.Ciphertext()
@@ -196,7 +196,7 @@ def test_repr_and_describe_make_no_keys() -> None:
 
 
 def test_seal_objects_pass_through_an_anonymous_memory_file(shallow: pets.Backend) -> None:
-    from pets.backends.ckks import seal_io
+    from pets import seal_io
 
     assert seal_io._HAS_MEMFD  # Linux: no /dev/shm (64 MiB in containers), nothing on disk
     x = shallow.encrypt(np.ones((1, 2)))
@@ -208,7 +208,7 @@ def test_a_failing_scratch_file_is_a_serialization_error(
 ) -> None:
     import tempfile
 
-    from pets.backends.ckks import seal_io
+    from pets import seal_io
 
     monkeypatch.setattr(seal_io, "_HAS_MEMFD", False)
     monkeypatch.setattr(tempfile, "tempdir", "/nonexistent/pets-scratch")

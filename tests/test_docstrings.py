@@ -38,6 +38,10 @@ MODULES = [
     "pets_protocols.service.errors",
     "pets_protocols.service.schemas",
     "pets_protocols.service.sessions",
+    # BFV for two parties (provider "he", the hybrid backend)
+    "pets.bfv.randomness",
+    "pets.bfv.scheme",
+    "pets.bfv.ole",
 ]
 
 

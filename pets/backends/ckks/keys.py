@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pets.backends.ckks import seal_io
+from pets import seal_io
 from pets.backends.ckks.params import CKKSParameters
 from pets.errors import MissingKeyError, ParameterError, SerializationError
 

@@ -53,7 +53,7 @@ import torch.distributed as dist
 from pets.errors import PartyError, ShapeMismatchError
 from pets.measure import record_bytes, record_extra, record_round
 
-__all__ = ["HEADER_BYTES", "PartyCommunicator", "record_offline"]
+__all__ = ["HEADER_BYTES", "OFFLINE", "PartyCommunicator", "record_offline"]
 
 _SLOTS = 16
 #: Bytes of the header that precedes every message (16 int64).
@@ -81,6 +81,8 @@ class _Group:
 
 PARTIES = _Group("parties")
 DEALER_LINK = _Group("party 0 and the dealer")
+#: the parties' own offline traffic (provider "he" makes triples between them): counted apart
+OFFLINE = _Group("the parties, offline")
 
 
 def record_offline(count: int, rounds: int) -> None:
@@ -321,7 +323,7 @@ class PartyCommunicator:
         return [r for r in range(self.world_size) if r != self.rank]
 
     def _offline(self, group: Any, peer: int | None = None) -> bool:
-        return group is DEALER_LINK or peer == self.dealer or (
+        return group is DEALER_LINK or group is OFFLINE or peer == self.dealer or (
             group is not None and group is not PARTIES and self.dealer is not None)
 
     # --- collectives CrypTen calls ------------------------------------------------

@@ -37,6 +37,8 @@ PROVIDERS = {
            "party",
     "tfp": "party 0 makes every triple, so party 0 can read every secret (trusted first party)",
     "local": "one process holds every share: no secrecy, for quick use and tests",
+    "he": "the two parties make the triples themselves under BFV encryption (no dealer, "
+          "exactly two parties, semi-honest)",
 }
 
 
@@ -74,11 +76,14 @@ class MPCConfig:
         if (self.parties == 1) != (self.provider == "local"):
             raise ParameterError(
                 "one party computes alone only with provider 'local' (start_single_process), "
-                f"and a run of {self.parties} parties needs provider 'ttp' or 'tfp'"
+                f"and a run of {self.parties} parties needs provider 'ttp', 'tfp' or 'he'"
                 if self.parties > 1 else
                 f"a run of one party has no one to share with; use start_single_process() or "
                 f"at least 2 parties with provider {self.provider!r}"
             )
+        if self.provider == "he" and self.parties != 2:
+            raise ParameterError(f"provider 'he' makes triples between exactly two parties, "
+                                 f"not {self.parties}; use provider 'ttp' for more")
         top = self.parties if self.provider == "ttp" else self.parties - 1
         if not isinstance(self.rank, int) or not 0 <= self.rank <= top:
             dealer = (f" and the dealer (provider 'ttp') is rank {self.parties}"
@@ -125,6 +130,7 @@ class _Running:
     saved_cfg: dict[str, Any]
     saved_class: Any
     store: Any = None
+    replaced: Any = None  # CrypTen's provider that provider "he" stands in for
 
 
 _LOCK = threading.RLock()
@@ -233,7 +239,7 @@ def _install(crypten: Any, config: MPCConfig) -> _Running:
             raise PartyError(f"rank {config.rank} could not connect to its peers: {exc}") from exc
     cfg = crypten.cfg
     saved = {"mpc.provider": cfg.mpc.provider, "encoder.precision_bits": cfg.encoder.precision_bits}
-    cfg.mpc.provider = "TTP" if config.provider == "ttp" else "TFP"
+    cfg.mpc.provider = {"ttp": "TTP", "he": "HE"}.get(config.provider, "TFP")
     cfg.encoder.precision_bits = config.precision_bits
     comm = PartyCommunicator(
         rank=config.rank, parties=config.parties, dealer=config.dealer_rank,
@@ -245,7 +251,12 @@ def _install(crypten: Any, config: MPCConfig) -> _Running:
     crypten_comm.DistributedCommunicator = PartyCommunicator
     crypten_comm.__dict__["__use_threads"] = False
     PartyCommunicator.instance = comm
-    return _Running(config, comm, saved, saved_class, store)
+    running = _Running(config, comm, saved, saved_class, store)
+    if config.provider == "he":  # dealer-free triples (pets.backends.mpc.he_triples)
+        from pets.backends.mpc import he_triples
+
+        running.replaced = he_triples.install(comm)
+    return running
 
 
 def stop(*, clean: bool = True) -> None:
@@ -281,6 +292,10 @@ def _uninstall(running: _Running) -> None:
 
     if running.config.provider == "ttp" and not running.config.is_dealer:
         crypten.mpc.provider.ttp_provider.TTPClient.uninit()
+    if running.config.provider == "he":
+        from pets.backends.mpc import he_triples
+
+        he_triples.uninstall(running.replaced)
     PartyCommunicator.instance = None
     crypten_comm.DistributedCommunicator = running.saved_class
     for key, value in running.saved_cfg.items():
