@@ -48,6 +48,7 @@ from pets.errors import (
     WorkerError,
 )
 from pets.measure import Measurement, measure
+from pets.network import Network, network, network_profile
 from pets.record import record, verify_record
 from pets.registry import available_backends, backend, load_backend, register_backend
 from pets.tensor import PrivateTensor, concat
@@ -73,6 +74,7 @@ __all__ = [
     "KeyMismatchError",
     "LayoutMismatchError",
     "Measurement",
+    "Network",
     "MissingKeyError",
     "NonFiniteValueError",
     "ParameterError",
@@ -107,6 +109,8 @@ __all__ = [
     "load_model",
     "load_tensor",
     "measure",
+    "network",
+    "network_profile",
     "nn",
     "record",
     "register_backend",

@@ -85,6 +85,10 @@ def _party(args: argparse.Namespace) -> int:
         sys.path.insert(0, os.getcwd())
         module, _, name = args.function.partition(":")
         fn = getattr(importlib.import_module(module), name)
+    if args.network:
+        from pets.network import network
+
+        network(args.network)
     result = party_main(config, fn, (), {}, None)
     print(f"pets party {rank}: {result!r}" if not args.dealer else
           f"pets dealer: served {result} requests", flush=True)
@@ -102,6 +106,8 @@ def _configure_party(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dealer", action="store_true", help="run the dealer (provider ttp)")
     p.add_argument("--precision", type=int, default=16, help="fixed-point bits")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a peer")
+    p.add_argument("--network", metavar="lan|wan|RTT,BANDWIDTH",
+                   help="emulate a link: lan, wan (40 ms, 100 Mbit/s) or RTT ms,Mbit/s")
 
 
 def _info(args: argparse.Namespace) -> int:

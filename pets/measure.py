@@ -1,9 +1,13 @@
 """``pets.measure()``: what a block of private computation cost.
 
 Time (wall and CPU), peak resident memory above the start, bytes this process
-sent to other parties and rounds it waited for (counted by transports), and
-bytes serialised (``to_bytes``: ciphertext and key sizes, whether or not they
-are sent). Measurements nest: an inner block's counts add to the outer one.
+sent to and received from other parties and rounds it waited for (counted by
+transports), and bytes serialised (``to_bytes``: ciphertext and key sizes,
+whether or not they are sent). Measurements nest: an inner block's counts add
+to the outer one. The active measurements live in a context variable, so
+concurrent measurements (threads started inside a block excepted, asyncio
+tasks and requests of a server each in their own context) never count each
+other's bytes.
 
 >>> import pets, numpy as np
 >>> be = pets.backend("plain")
@@ -20,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -27,8 +32,9 @@ __all__ = [
     "record_serialized",
 ]
 
-_ACTIVE: list[Measurement] = []
-_LOCK = threading.Lock()
+#: the measurements open in this context, outermost first
+_ACTIVE: ContextVar[tuple[Measurement, ...]] = ContextVar("pets_measurements", default=())
+_LOCK = threading.Lock()  # a block's worker threads may share its context's measurements
 
 
 @dataclass
@@ -68,41 +74,41 @@ def _rss_bytes() -> int:
 def record_bytes(count: int) -> None:
     """Count ``count`` bytes as sent to another party in every active measurement."""
     with _LOCK:
-        for m in _ACTIVE:
+        for m in _ACTIVE.get():
             m.bytes_sent += count
 
 
 def record_serialized(count: int) -> None:
     """Count ``count`` bytes as serialised in every active measurement."""
     with _LOCK:
-        for m in _ACTIVE:
+        for m in _ACTIVE.get():
             m.bytes_serialized += count
 
 
 def record_received(count: int) -> None:
     """Count ``count`` bytes as received from another party in every active measurement."""
     with _LOCK:
-        for m in _ACTIVE:
+        for m in _ACTIVE.get():
             m.bytes_received += count
 
 
 def record_extra(key: str, amount: float) -> None:
     """Add ``amount`` to ``extra[key]`` of every active measurement (e.g. offline bytes)."""
     with _LOCK:
-        for m in _ACTIVE:
+        for m in _ACTIVE.get():
             m.extra[key] = m.extra.get(key, 0) + amount
 
 
 def record_round(count: int = 1) -> None:
     """Count rounds (messages waited for) in every active measurement."""
     with _LOCK:
-        for m in _ACTIVE:
+        for m in _ACTIVE.get():
             m.rounds += count
 
 
 @contextmanager
 def measure(label: str = "", *, sample_seconds: float = 0.005) -> Iterator[Measurement]:
-    """Measure time, peak memory, bytes sent and rounds of the enclosed block."""
+    """Measure time, peak memory, bytes sent and received and rounds of the enclosed block."""
     result = Measurement(label=label)
     start_rss = _rss_bytes()
     peak = [start_rss]
@@ -113,8 +119,7 @@ def measure(label: str = "", *, sample_seconds: float = 0.005) -> Iterator[Measu
             peak[0] = max(peak[0], _rss_bytes())
 
     sampler = threading.Thread(target=sample, daemon=True)
-    with _LOCK:
-        _ACTIVE.append(result)
+    token = _ACTIVE.set((*_ACTIVE.get(), result))
     wall, cpu = time.perf_counter(), time.process_time()
     sampler.start()
     try:
@@ -126,5 +131,4 @@ def measure(label: str = "", *, sample_seconds: float = 0.005) -> Iterator[Measu
         sampler.join()
         peak[0] = max(peak[0], _rss_bytes())
         result.peak_memory_bytes = peak[0] - start_rss
-        with _LOCK:
-            _ACTIVE.remove(result)
+        _ACTIVE.reset(token)

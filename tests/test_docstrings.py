@@ -13,6 +13,7 @@ MODULES = [
     "pets.tensor",
     "pets.polynomial",
     "pets.measure",
+    "pets.network",
     "pets.backends.base",
     "pets.backends.plain",
     "pets.backends.ckks",

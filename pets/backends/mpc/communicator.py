@@ -13,9 +13,10 @@ number, dtype, shapes) that the receiver checks before it accepts the data:
   wait; a closed connection fails at once);
 * parties whose shapes differ get :class:`~pets.errors.ShapeMismatchError`
   naming both shapes, parties out of step get a :class:`PartyError`;
-* every byte handed to the wire is counted exactly (payload plus the 128-byte
-  header per message; gloo's own ~48-byte framing per message is not), and
-  each exchange this party takes part in is one round.
+* every byte handed to the wire or taken from it is counted exactly (payload
+  plus the 128-byte header per message; gloo's own ~48-byte framing per
+  message is not), sent and received apart, and each exchange this party
+  takes part in is one round.
 
 Bytes to and from the dealer (TTP requests, triples, seeds) are *offline*
 traffic and are counted apart, in ``Measurement.extra["offline_bytes"]`` and
@@ -51,7 +52,8 @@ import torch
 import torch.distributed as dist
 
 from pets.errors import PartyError, ShapeMismatchError
-from pets.measure import record_bytes, record_extra, record_round
+from pets.measure import record_bytes, record_extra, record_received, record_round
+from pets.network import delay_exchange
 
 __all__ = ["HEADER_BYTES", "OFFLINE", "PartyCommunicator", "record_offline"]
 
@@ -305,10 +307,14 @@ class PartyCommunicator:
                 self._wait(dist.irecv(t, peer), peer, what)
         for work, peer in pending:
             self._wait(work, peer, what)
-        self._count(sent, offline=offline)
+        got = sum(_SLOTS * 8 + sum(t.numel() * t.element_size() for t in tensors)
+                  for tensors in received.values())
+        self._count(sent, offline=offline, received=got)
         return received
 
-    def _count(self, sent: int, *, offline: bool, rounds: int = 1) -> None:
+    def _count(self, sent: int, *, offline: bool, rounds: int = 1, received: int = 0) -> None:
+        if not offline:  # pets.network(...): an emulated link delays each exchange
+            delay_exchange(sent, received, waited=rounds > 0)
         if offline:
             self.offline_bytes += sent
             self.offline_rounds += rounds
@@ -317,6 +323,7 @@ class PartyCommunicator:
             self.comm_bytes += sent
             self.comm_rounds += rounds
             record_bytes(sent)
+            record_received(received)
             record_round(rounds)
 
     def _others(self) -> list[int]:
@@ -442,7 +449,8 @@ class PartyCommunicator:
             raise PartyError("recv from any party is not supported: name the source party")
         result = _plain(tensor).clone()
         self._wait(dist.irecv(result, src), src, "recv")
-        self._count(0, offline=self._offline(None, src))
+        self._count(0, offline=self._offline(None, src),
+                    received=result.numel() * result.element_size())
         return _like(tensor, result)
 
     def isend(self, tensor: Any, dst: int) -> Any:
@@ -455,7 +463,8 @@ class PartyCommunicator:
     def irecv(self, tensor: Any, src: int | None = None) -> Any:
         if src is None or not isinstance(tensor, torch.Tensor):
             raise PartyError("irecv needs a CPU tensor and a named source party")
-        self._count(0, offline=self._offline(None, src))
+        self._count(0, offline=self._offline(None, src),
+                    received=tensor.numel() * tensor.element_size())
         return _Waiting(self, dist.irecv(tensor, src), src, "irecv", keep=tensor)
 
     # --- objects ------------------------------------------------------------------

@@ -32,6 +32,7 @@ from pets.errors import (
     UnsupportedModelError,
 )
 from pets.measure import record_bytes, record_received, record_round
+from pets.network import delay_request
 from pets_protocols.service.schemas import ErrorAnswer, ModelDescription, SessionCreated
 
 __all__ = ["InferenceClient", "Traffic", "remote_error"]
@@ -231,6 +232,7 @@ class InferenceClient:
         self.traffic.requests += 1
         answer = b"".join(chunks)
         record_received(len(answer))
+        delay_request(len(body or b""), len(answer))  # pets.network(...): an emulated link
         if not 200 <= response.status_code < 300:  # no redirects are followed either
             raise self._error(response.status_code, answer)
         return answer
