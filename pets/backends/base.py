@@ -41,6 +41,7 @@ import math
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -469,6 +470,12 @@ class Backend(ABC):
         raise self._unsupported(
             "convolve natively", "pets.compile lowers convolutions for it another way"
         )
+
+    def repeated_step(self, key: Any) -> AbstractContextManager[None]:
+        """Marks one run of a computation that repeats with the same shapes (``key``: e.g. a
+        training step's batch size), so that a backend may prepare the next runs' material
+        (MPC: the dealer's answers in one round trip). Default: nothing."""
+        return nullcontext()
 
     def function(self, name: str, a: Native, **options: Any) -> Native | None:
         """An exact or engine-native ``name`` (e.g. ``"exp"``), or ``None``: then pets uses

@@ -33,6 +33,7 @@ costs is chosen here, not inherited:
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = ["LOSSES", "TrainingHistory", "fit", "to_torch"]
 
 _log = logging.getLogger(__name__)
+_RUNS = itertools.count()
 
 #: the losses fit differentiates (cross-entropy on one-hot targets over a final softmax or
 #: logits; mean squared error; binary cross-entropy on a final Sigmoid's probability)
@@ -161,6 +163,7 @@ def fit(
     rng = np.random.default_rng(seed)
     step = Step(np.random.default_rng([seed, 1]))  # dropout: its own stream of the seed
     history = TrainingHistory()
+    run = next(_RUNS)  # this fit's steps are keyed apart from every other fit's
     say = _progress(progress, backend.rank)
     count = len(x)
     best: float | None = None
@@ -171,13 +174,15 @@ def fit(
         total: PrivateTensor | None = None
         for first in range(0, count, batch_size):
             index = np.sort(order[first : first + batch_size])
-            xb, yb = x[index], y[index]
-            out, cache = _forward(model, layers, xb, step)
-            grad, batch_loss = _loss(out, yb, loss, logit_interval, subtract_max, reveal_loss)
-            if batch_loss is not None:
-                total = batch_loss if total is None else total + batch_loss
-            grads = _backward(model, layers, cache, grad)
-            optimiser.step(model.parameters, grads)
+            with backend.repeated_step((run, len(index))):  # MPC: dealer answers at once
+                xb, yb = x[index], y[index]
+                out, cache = _forward(model, layers, xb, step)
+                grad, batch_loss = _loss(out, yb, loss, logit_interval, subtract_max,
+                                         reveal_loss)
+                if batch_loss is not None:
+                    total = batch_loss if total is None else total + batch_loss
+                grads = _backward(model, layers, cache, grad)
+                optimiser.step(model.parameters, grads)
             history.steps += 1
         if total is not None:
             history.losses.append(float(backend.decrypt(total)) / count)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import secrets
 import warnings
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -313,6 +314,14 @@ class MPCBackend(Backend):
     ) -> Any:
         kernel = weight if not isinstance(weight, np.ndarray) else self._plain(weight)
         return a.conv2d(kernel, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    def repeated_step(self, key: Any) -> AbstractContextManager[None]:
+        """One run of a computation that repeats with the same shapes (e.g. a training step
+        of one batch size): party 0 fetches its dealer requests in one round trip once two
+        runs agreed on them (:mod:`pets.backends.mpc.prefetch`)."""
+        from pets.backends.mpc.prefetch import repeated_step
+
+        return repeated_step(key)
 
     def add_noise(self, tensor: Any, mechanism: Any) -> Any:
         """Each party adds ``mechanism.noise_share(shape, parts=parties)`` to its own share

@@ -21,7 +21,7 @@ from pets.errors import ParameterError, PartyError
 __all__ = ["serve"]
 
 _log = logging.getLogger(__name__)
-_FUNCTIONS = ("additive", "square", "binary", "wraps", "B2A")
+_FUNCTIONS = ("additive", "square", "binary", "wraps", "B2A", "batch")
 
 
 def serve(config: MPCConfig) -> int:
@@ -52,7 +52,13 @@ def serve(config: MPCConfig) -> int:
             if not isinstance(message, dict) or message.get("function") not in _FUNCTIONS:
                 raise PartyError(f"the dealer got a request it does not serve: {message!r}")
             server.device = message["device"] or "cpu"
-            result = getattr(server, message["function"])(*message["args"], **message["kwargs"])
+            if message["function"] == "batch":  # a repeated step's requests at once (prefetch)
+                from pets.backends.mpc.prefetch import serve_batch
+
+                result = serve_batch(server, *message["args"])
+            else:
+                result = getattr(server, message["function"])(*message["args"],
+                                                              **message["kwargs"])
             comm.send_obj(result.size(), 0, DEALER_LINK)
             comm.broadcast(result, config.rank, DEALER_LINK)
             served += 1
