@@ -32,6 +32,7 @@ __all__ = ["Party", "run_parties"]
 
 _SETTLE_SECONDS = 2.0  # after a failure: how long the others get to report their own end
 _STOP_SECONDS = 2.0  # after terminate: how long before kill
+_BACKEND = "__pets_backend__"  # the backend's name, passed with its options
 
 
 @dataclass
@@ -55,7 +56,8 @@ def run_parties(
     *,
     parties: int,
     timeout: float = 60.0,
-    provider: str = "ttp",
+    provider: str | None = None,
+    backend: str = "mpc",
     precision: int = 16,
     device: str = "cpu",
     port: int | None = None,
@@ -65,8 +67,10 @@ def run_parties(
     """Run ``fn(party, *args)`` in ``parties`` processes that compute together.
 
     ``timeout`` (seconds) bounds joining and every wait of a party for another;
-    ``provider`` is ``"ttp"`` (a dealer process that must not collude with any
-    party) or ``"tfp"`` (party 0 makes the triples and can read everything: warns);
+    ``provider`` is ``"ttp"`` (the default: a dealer process that must not collude
+    with any party), ``"tfp"`` (party 0 makes the triples and can read everything:
+    warns) or ``"he"`` (two parties make them under BFV, no dealer); ``backend`` is
+    ``"mpc"`` or ``"hybrid"`` (two parties: linear layers under HE, provider ``"he"``);
     ``precision`` is CrypTen's fixed-point bits; ``port`` the rendezvous port
     (a free one when ``None``); ``backend_options`` go to ``pets.backend("mpc")``.
 
@@ -76,6 +80,18 @@ def run_parties(
     """
     from pets.backends.mpc.engine import MPCConfig, insecure_provider_message
 
+    if backend == "hybrid":  # client + owner, triples made by the two of them under HE
+        if parties != 2:
+            raise ParameterError(f"backend 'hybrid' runs between exactly two parties (the "
+                                 f"client, rank 0, and the model owner, rank 1), not {parties}; "
+                                 f"use backend 'mpc' for more parties")
+        if provider not in (None, "he"):
+            raise ParameterError(f"backend 'hybrid' has no dealer: its triples are made by the "
+                                 f"two parties under HE (provider 'he'), not {provider!r}")
+        provider = "he"
+    elif backend != "mpc":
+        raise ParameterError(f"run_parties launches backend 'mpc' or 'hybrid', not {backend!r}")
+    provider = provider or "ttp"
     if not isinstance(parties, int) or parties < 2:
         raise ParameterError(f"run_parties needs at least 2 parties, got {parties!r}; for one "
                              f"process use pets.backend('mpc') directly")
@@ -101,7 +117,8 @@ def run_parties(
                   device=device, timeout=timeout, address=address, port=chosen)
         for rank in range(parties + (1 if provider == "ttp" else 0))
     ]
-    return _Supervisor(configs, fn, tuple(args), backend_options).run()
+    options = {**backend_options, _BACKEND: backend}
+    return _Supervisor(configs, fn, tuple(args), options).run()
 
 
 def free_port(address: str = "127.0.0.1") -> int:
@@ -168,12 +185,14 @@ def party_main(config: Any, fn: Callable[..., Any] | None, args: tuple[Any, ...]
 
 
 def _backend(options: dict[str, Any]) -> Any:
-    """This party's ``"mpc"`` backend, once that backend is registered."""
+    """This party's backend (``"mpc"`` or ``"hybrid"``), once that backend is registered."""
     from pets.errors import UnknownBackendError
     from pets.registry import backend_class
 
+    options = dict(options)
+    name = options.pop(_BACKEND, "mpc")
     try:
-        cls = backend_class("mpc")
+        cls = backend_class(name)
     except (UnknownBackendError, AttributeError):  # not written yet: fn uses CrypTen directly
         if options:
             raise ParameterError(f"backend options {sorted(options)} given, but no 'mpc' "

@@ -6,7 +6,7 @@ user who needs it.
 
 >>> import pets
 >>> pets.available_backends()
-['ckks', 'mpc', 'plain']
+['ckks', 'hybrid', 'mpc', 'plain']
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ _LAZY: dict[str, tuple[str, str, str]] = {
     "ckks": ("pets.backends.ckks", "CKKSBackend", "pets[he]  (tenseal==0.3.18)"),
     "mpc": ("pets.backends.mpc", "MPCBackend",
             "pets[mpc] and then: pip install --no-deps crypten==0.4.1  (make setup does both)"),
+    "hybrid": ("pets.backends.hybrid", "HybridBackend",
+               "pets[he,mpc] and then: pip install --no-deps crypten==0.4.1  (make setup)"),
 }
 _LOADED: dict[str, type[Backend]] = {}
 

@@ -22,6 +22,7 @@ the plaintext modulus, packed ``N`` to a ciphertext (SIMD batching).
 from __future__ import annotations
 
 import functools
+import hashlib
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -31,7 +32,7 @@ import numpy as np
 from pets import seal_io
 from pets.bfv.parameters import Parameters, check
 from pets.bfv.randomness import residue, uniform_bits
-from pets.errors import ParameterError, SerializationError
+from pets.errors import KeyMismatchError, ParameterError, SerializationError
 
 __all__ = ["Keys"]
 
@@ -99,6 +100,13 @@ def _version() -> tuple[int, int]:
     return written[3], written[4]
 
 
+def _fingerprint(blobs: Sequence[bytes]) -> str:
+    digest = hashlib.blake2b(digest_size=8)
+    for blob in blobs:
+        digest.update(blob)
+    return digest.hexdigest()
+
+
 def _header(payload: int) -> bytes:
     """SEAL 4.x's serialisation header for an uncompressed object of ``payload`` bytes."""
     major, minor = _version()
@@ -129,6 +137,7 @@ class Keys:
             self._encryptors.append(seal.Encryptor(modulus.context, secret))
             self._decryptors.append(seal.Decryptor(modulus.context, secret))
         self._peer: list[Any] | None = None
+        self.peer_fingerprint = ""
 
     @property
     def degree(self) -> int:
@@ -141,12 +150,18 @@ class Keys:
     def public_keys(self) -> list[bytes]:
         return [seal_io.dump(key, "a public key") for key in self._public]
 
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of this party's public keys: the label its queries travel under."""
+        return _fingerprint(self.public_keys())
+
     def accept_peer(self, blobs: Sequence[bytes]) -> None:
         """Load the other party's public keys (for re-randomising responses)."""
         seal = _sealapi()
         if len(blobs) != len(self.moduli):
             raise SerializationError(f"expected {len(self.moduli)} public keys for the BFV set "
                                      f"{self.parameters.name}, got {len(blobs)}")
+        self.peer_fingerprint = _fingerprint(blobs)
         self._peer = [
             seal.Encryptor(m.context, seal_io.load(seal.PublicKey(), m.context, blob,
                                                    "the peer's public key"))
@@ -174,11 +189,22 @@ class Keys:
         return blobs
 
     def respond(self, blobs: Sequence[bytes], multipliers: Sequence[np.ndarray],
-                addends: Sequence[np.ndarray], *, length: int) -> list[bytes]:
-        """``query * multiplier + addend`` per slot, re-randomised, flooded and switched down."""
+                addends: Sequence[np.ndarray], *, length: int,
+                fingerprint: str | None = None) -> list[bytes]:
+        """``query * multiplier + addend`` per slot, re-randomised, flooded and switched down.
+
+        ``fingerprint``, where the query came labelled, must be the peer's: a query
+        under another key (another session's, a key swapped after the handshake)
+        is refused with :class:`~pets.errors.KeyMismatchError` before any work.
+        """
         seal = _sealapi()
         if self._peer is None:
             raise ParameterError("respond before accept_peer: the peer's public keys are needed")
+        if fingerprint is not None and fingerprint != self.peer_fingerprint:
+            raise KeyMismatchError(
+                f"the query is encrypted under key {fingerprint}, not under the key "
+                f"{self.peer_fingerprint} the peer announced for this session; a ciphertext "
+                "from another key cannot be answered: encrypt with this session's keys")
         per = self.count(length)
         if len(blobs) != per * len(self.moduli):
             raise SerializationError(f"a query for {length} values holds {per * len(self.moduli)}"

@@ -32,8 +32,8 @@ from typing import Any, ClassVar
 import numpy as np
 from tenseal.sealapi import Ciphertext  # fails here, at backend load, with an install hint
 
-from pets.backends.base import MAX_ELEMENTS, Backend, Capabilities, Requirements
 from pets import seal_io
+from pets.backends.base import MAX_ELEMENTS, Backend, Capabilities, Requirements
 from pets.backends.ckks.arithmetic import Arithmetic
 from pets.backends.ckks.keys import KeySet
 from pets.backends.ckks.layouts import BATCHED, PER_SAMPLE, CKKSData, Packing, as_matrix
