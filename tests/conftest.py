@@ -18,6 +18,8 @@ CONFORMANCE_BACKENDS = {
     "ckks-per_sample": {"name": "ckks", "depth": 3, "layout": "per_sample"},
     "mpc": {},  # one process (CrypTen's single-process mode); real parties: tests/test_mpc*.py
 }
+#: backends that exist only between real parties; each runs the same cases in its own test
+MULTI_PARTY_CONFORMANCE = {"hybrid": "tests/test_hybrid_backend.py"}
 
 
 def make_backend(spec: str) -> pets.Backend:
