@@ -23,6 +23,7 @@ MODULES = [
     "pets.compiler.exact_model",
     "pets.compiler.training",
     "pets.compiler.optimisers",
+    "pets.dp.sgd",
     "pets.functions",
     "pets.backends.mpc",
     "pets.cli",

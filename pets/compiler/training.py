@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from pets import functions
+from pets.compiler import private_sgd
 from pets.compiler.backprop import Layer, Step, chain
 from pets.compiler.optimisers import Optimiser, make_optimiser
 from pets.errors import CompileError, ShapeMismatchError
@@ -51,6 +52,7 @@ from pets.tensor import PrivateTensor
 
 if TYPE_CHECKING:
     from pets.compiler.exact_model import ExactModel
+    from pets.dp.sgd import SGD
 
 __all__ = ["LOSSES", "TrainingHistory", "fit", "to_torch"]
 
@@ -75,6 +77,8 @@ class TrainingHistory:
     validation: list[float] = field(default_factory=list)
     #: why training ended before ``epochs`` ("early stopping", "callback"), else ""
     stopped: str = ""
+    #: DP-SGD (``dp=``): the noise multiplier the accountant chose, else ``None``
+    noise_multiplier: float | None = None
 
 
 def _check(model: ExactModel, x: Any, y: Any, loss: str, what: str = "") -> None:
@@ -116,6 +120,7 @@ def fit(
     callback: Callable[[TrainingHistory], Any] | None = None,
     validation: tuple[PrivateTensor, PrivateTensor] | None = None,
     patience: int | None = None,
+    dp: SGD | None = None,
 ) -> TrainingHistory:
     """Mini-batch training on private ``x`` ``(N, *input_shape)`` and private targets ``y``.
 
@@ -134,6 +139,13 @@ def fit(
     ``(x_val, y_val)`` (accuracy, or MSE for ``loss="mse"``: one number
     opened), ``callback(history)`` (returning ``True`` stops), and early
     stopping after ``patience`` epochs without a better validation metric.
+
+    ``dp=pets.dp.SGD(epsilon=..., delta=..., max_grad_norm=...)`` trains with
+    DP-SGD on the shares (:mod:`pets.compiler.private_sgd`): Poisson batches of
+    expected size ``batch_size``, per-example clipping, jointly drawn noise, the
+    whole spend charged to ``dp.budget`` first; the released weights are then
+    differentially private. It refuses ``reveal_loss`` (an exact loss is no DP
+    release).
     """
     backend = model.backend
     if not backend.capabilities.training:
@@ -146,10 +158,15 @@ def fit(
         raise ValueError("patience (early stopping) needs validation=(x_val, y_val) and >= 1")
     if reveal_loss and loss == "cross_entropy" and not subtract_max:
         raise ValueError("reveal_loss with loss='cross_entropy' needs subtract_max=True")
+    if dp is not None and reveal_loss:
+        raise ValueError("reveal_loss opens an exact training loss, which DP-SGD does not "
+                         "cover; leave it off with dp=, or use validation= on other rows")
     _check(model, x, y, loss)
     if validation is not None:
         _check(model, validation[0], validation[1], loss, "validation ")
     layers = chain(model, loss=loss)
+    if dp is not None:
+        private_sgd.check_layers(layers)
     _private_parameters(model, layers)
     options: dict[str, Any] = {}
     if momentum:
@@ -163,25 +180,36 @@ def fit(
     rng = np.random.default_rng(seed)
     step = Step(np.random.default_rng([seed, 1]))  # dropout: its own stream of the seed
     history = TrainingHistory()
+    count = len(x)
+    chosen = None if dp is None else private_sgd.plan(
+        dp, count=count, batch_size=batch_size, epochs=epochs,
+        label=f"DP-SGD under MPC, {epochs} epoch(s)")
+    history.noise_multiplier = None if chosen is None else chosen.noise_multiplier
     run = next(_RUNS)  # this fit's steps are keyed apart from every other fit's
     say = _progress(progress, backend.rank)
-    count = len(x)
     best: float | None = None
     waited = 0
     for epoch in range(epochs):
         start = time.perf_counter()
         order = rng.permutation(count) if shuffle else np.arange(count)
+        batches = chosen.batches(rng, count) if chosen is not None else [
+            np.sort(order[first : first + batch_size]) for first in range(0, count, batch_size)]
         total: PrivateTensor | None = None
-        for first in range(0, count, batch_size):
-            index = np.sort(order[first : first + batch_size])
+        for index in batches:
+            if not len(index):
+                continue  # an empty Poisson sample (public): nothing to learn from
             with backend.repeated_step((run, len(index))):  # MPC: dealer answers at once
                 xb, yb = x[index], y[index]
                 out, cache = _forward(model, layers, xb, step)
                 grad, batch_loss = _loss(out, yb, loss, logit_interval, subtract_max,
-                                         reveal_loss)
+                                         reveal_loss, per_example=dp is not None)
                 if batch_loss is not None:
                     total = batch_loss if total is None else total + batch_loss
-                grads = _backward(model, layers, cache, grad)
+                if dp is not None and chosen is not None:
+                    sums = private_sgd.clipped_sum(model, layers, cache, grad, dp)
+                    grads = private_sgd.noisy_mean(sums, dp, chosen, count)
+                else:
+                    grads = _backward(model, layers, cache, grad)
                 optimiser.step(model.parameters, grads)
             history.steps += 1
         if total is not None:
@@ -259,23 +287,26 @@ def _backward(model: ExactModel, layers: list[Layer], cache: list[Any], grad: Pr
 
 
 def _loss(out: PrivateTensor, target: PrivateTensor, loss: str, interval: tuple[float, float],
-          subtract_max: bool, reveal: bool) -> tuple[PrivateTensor, PrivateTensor | None]:
-    """The gradient of the mean loss by the model's output, and the batch's summed loss if
-    ``reveal`` (still private)."""
+          subtract_max: bool, reveal: bool, *, per_example: bool = False
+          ) -> tuple[PrivateTensor, PrivateTensor | None]:
+    """The gradient of the mean loss by the model's output (``per_example``: of each row's
+    own loss), and the batch's summed loss if ``reveal`` (still private)."""
     rows = len(out)
+    per_row = out.size // rows
+    count = per_row if per_example else out.size  # what the loss averages over
     if loss == "mse":
         error = out - target
-        summed = error.square().sum() * (1.0 / (error.size // rows)) if reveal else None
-        return error * (2.0 / error.size), summed
+        summed = error.square().sum() * (1.0 / per_row) if reveal else None
+        return error * (2.0 / count), summed
     if loss == "bce":
         probability = out.sigmoid(interval=interval)
         summed = None
         if reveal:  # softplus(z) - y z, per element, averaged over the outputs of a row
-            summed = (_softplus(out, interval) - out * target).sum() * (rows / out.size)
-        return (probability - target) * (1.0 / out.size), summed
+            summed = (_softplus(out, interval) - out * target).sum() * (1.0 / per_row)
+        return (probability - target) * (1.0 / count), summed
     probabilities = functions.softmax(out, -1, interval=interval, subtract_max=subtract_max)
     summed = _cross_entropy(out, target, interval) if reveal else None
-    return (probabilities - target) * (1.0 / rows), summed
+    return (probabilities - target) * (1.0 if per_example else 1.0 / rows), summed
 
 
 def _cross_entropy(out: PrivateTensor, target: PrivateTensor, interval: tuple[float, float]

@@ -49,10 +49,12 @@ from pets.dp.mechanisms import (
     registered_mechanisms,
 )
 from pets.dp.releasing import release
+from pets.dp.sgd import SGD
 from pets.dp.training import InsecureRNGWarning, PrivateTraining, fix_model, make_private
 from pets.errors import BudgetExceededError, BudgetFileError, DPConfigurationError, PrivacyError
 
 __all__ = [
+    "SGD",
     "AdditiveMechanism",
     "AttackResult",
     "AuditReport",
