@@ -97,14 +97,19 @@ def predict(model: Any, x: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int64], npt
 _ORDERS = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)))
 
 
-def _rdp(events: list[tuple[float, float, int]]) -> npt.NDArray[np.float64]:
-    """Rényi-DP at :data:`_ORDERS` of DP-SGD runs ``(noise multiplier, sampling rate, steps)``."""
+@lru_cache(maxsize=256)
+def _rdp_of(sigma: float, rate: float, steps: int) -> tuple[float, ...]:
     from opacus.accountants.analysis import rdp
 
+    return tuple(rdp.compute_rdp(q=rate, noise_multiplier=sigma, steps=steps,
+                                 orders=list(_ORDERS)))
+
+
+def _rdp(events: list[tuple[float, float, int]]) -> npt.NDArray[np.float64]:
+    """Rényi-DP at :data:`_ORDERS` of DP-SGD runs ``(noise multiplier, sampling rate, steps)``."""
     total = np.zeros(len(_ORDERS))
     for sigma, rate, steps in events:
-        total += np.asarray(rdp.compute_rdp(q=rate, noise_multiplier=sigma, steps=steps,
-                                            orders=list(_ORDERS)))
+        total += np.asarray(_rdp_of(sigma, rate, steps))
     return total
 
 

@@ -97,15 +97,15 @@ def message_server_app(
 def secagg_shares(clients: int) -> tuple[int, int]:
     """``(num_shares, reconstruction_threshold)`` for ``clients`` clients a round.
 
-    Everyone is everyone's neighbour up to 15 clients; beyond, ``2 log2(n) + 1``
-    neighbours (SecAgg+'s sparse graph). The threshold is two thirds of the shares
-    (at least 2): the server needs that many of a client's neighbours to unmask it,
-    and a round survives up to ``shares - threshold`` dropouts in each neighbourhood.
+    SecAgg+'s sparse graph: each client shares its secrets with ``k`` neighbours (itself
+    included), ``k`` odd and about ``log2(n)``; the threshold is two thirds of ``k`` (at
+    least 2). The server needs ``threshold`` of a client's neighbours to unmask it, and a
+    round survives up to ``k - threshold`` dropouts in each neighbourhood.
 
-    >>> secagg_shares(10), secagg_shares(100)
-    ((10, 7), (15, 10))
+    >>> secagg_shares(3), secagg_shares(10), secagg_shares(100)
+    ((3, 2), (5, 3), (9, 6))
     """
-    shares = clients if clients <= 15 else min(clients, 2 * math.ceil(math.log2(clients)) + 1)
+    shares = min(clients, 2 * math.ceil(math.log2(max(clients, 2)) / 2) + 1)
     return shares, max(2, round(2 * shares / 3))
 
 
