@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Iterator
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -87,7 +87,7 @@ class InProcessGrid(Grid):
 class RecordingBound(UpdateBoundMod):
     """The client's own bounded update, kept as ground truth for the test."""
 
-    updates: dict[int, np.ndarray] = {}
+    updates: ClassVar[dict[int, np.ndarray]] = {}
 
     def __call__(self, message: Message, context: Context, call_next: Any) -> Message:
         reply = super().__call__(message, context, call_next)
