@@ -10,7 +10,6 @@ checks are handed Flower messages directly.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,6 @@ from flwr.common import (
     parameters_to_ndarrays,
 )
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
-from flwr.supercore.task_identity import TaskIdentity
 from pets_protocols import federated
 from pets_protocols.federated.api import _plain_check
 from pets_protocols.federated.local import (
@@ -195,14 +193,6 @@ def test_secagg_threshold_is_two_thirds_of_a_neighbourhood_of_about_log2_n() -> 
 
 
 # ---- the server's checks ----------------------------------------------------------------
-
-
-@pytest.fixture
-def flower_task() -> Iterator[None]:
-    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
 
 
 def _reply(content: RecordDict) -> Message:

@@ -6,12 +6,9 @@ directly and handed to the mod and the strategy as Flower would.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 from pets_protocols.federated import packing
 from pets_protocols.federated.mod import EPSILON, SecureUpdateMod, open_global
 from pets_protocols.federated.model import flatten, init_parameters, unflatten
@@ -34,15 +31,6 @@ def keys() -> pets.Backend:
 @pytest.fixture(scope="module")
 def server(keys: pets.Backend) -> pets.Backend:
     return pets.load_backend(keys.public().to_bytes())
-
-
-@pytest.fixture
-def flower_task() -> Iterator[None]:
-    """Flower stamps messages with the current run; outside a run we set one."""
-    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
 
 
 # ---- packing ------------------------------------------------------------------------------
