@@ -15,13 +15,14 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pets.errors import BackendNotInstalledError, UnknownBackendError
+from pets.errors import BackendNotInstalledError, SerializationError, UnknownBackendError
 
 if TYPE_CHECKING:
-    from pets.backends.base import Backend
+    from pets.backends.base import Backend, RequirementsExtension
 
 __all__ = [
     "available_backends", "backend", "backend_class", "load_backend", "register_backend",
+    "requirements_extension",
 ]
 
 # name -> "module:attribute"; the module is imported on first use.
@@ -89,6 +90,33 @@ def backend(name: str, **options: Any) -> Backend:
     [2.0, 4.0]
     """
     return backend_class(name)(**options)
+
+
+#: kind -> (module, class) of the requirements extensions the library ships
+_EXTENSIONS: dict[str, tuple[str, str]] = {
+    "levelled": ("pets.backends.levelled", "LevelledRequirements"),
+}
+
+
+def requirements_extension(kind: str) -> type[RequirementsExtension]:
+    """The :class:`~pets.backends.base.RequirementsExtension` subclass named ``kind``: one the
+    library ships, or one a loaded backend's module defined (found among the subclasses)."""
+    from pets.backends.base import RequirementsExtension
+
+    if kind in _EXTENSIONS:
+        module, attribute = _EXTENSIONS[kind]
+        found: type[RequirementsExtension] = getattr(importlib.import_module(module), attribute)
+        return found
+    pending = list(RequirementsExtension.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        if cls.kind == kind:
+            return cls
+        pending += cls.__subclasses__()
+    raise SerializationError(
+        f"requirements name an unknown extension {kind!r}; create the backend the model was "
+        "compiled for (its module defines the extension) before reading them"
+    )
 
 
 def load_backend(data: bytes, *, key: bytes | None = None) -> Backend:

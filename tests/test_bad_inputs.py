@@ -88,7 +88,7 @@ def saved_model(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 def with_precision(data: bytes, precision: object) -> bytes:
     """The saved model with its requirements' precision replaced (checksum recomputed)."""
     magic, version, header, blobs = split(data)
-    header["meta"]["requirements"]["extra"]["precision"] = precision
+    header["meta"]["requirements"]["extension"]["precision"] = precision
     return raw_pack(magic, version, json.dumps(header).encode(), blobs)
 
 
@@ -97,7 +97,7 @@ def test_a_saved_model_whose_precision_is_not_a_number_is_refused(
     saved_model: bytes, precision: object
 ) -> None:
     with pytest.raises(SerializationError,
-                       match=r"requirements: extra\['precision'\] must be a finite number >= 0"):
+                       match=r"requirements: precision must be a finite number >= 0"):
         pets.load_model(with_precision(saved_model, precision), backend=quiet("ckks"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 import pets
 from pets.backends.ckks.matvec import plan_matvec, stage
 from pets.backends.ckks.params import MAX_MODULUS_BITS_128, choose_parameters
+from pets.backends.levelled import LevelledRequirements
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4, 6, 10])
@@ -20,6 +22,11 @@ def test_parameters_hold_the_depth_at_128_bit_security(depth: int) -> None:
     assert sum(params.coeff_mod_bit_sizes) <= MAX_MODULUS_BITS_128[params.poly_modulus_degree]
     assert params.coeff_mod_bit_sizes[-1] == 60  # key-switching prime above every data prime
 
+
+
+def levelled(**fields: Any) -> pets.Requirements:
+    """Requirements whose levelled extension has ``fields``."""
+    return pets.Requirements(extension=LevelledRequirements(**fields))
 
 def test_smallest_ring_is_preferred_over_a_larger_scale() -> None:
     assert choose_parameters(3).poly_modulus_degree == 8192
@@ -35,7 +42,7 @@ def test_parameters_can_be_overridden_and_are_visible() -> None:
 
 def test_only_the_rotation_keys_a_product_needs_are_made() -> None:
     be = pets.backend("ckks", depth=1)
-    be.prepare(pets.Requirements(depth=1, matmul_shapes=((16, 4),), first_product=(16, 4)))
+    be.prepare(levelled(depth=1, matmul_shapes=((16, 4),), first_product=(16, 4)))
     plan = plan_matvec(16, 4)
     staged = {16 << j for j in range(8)}  # first product: 16 * 2^j up to N/4
     assert set(be.describe()["rotation_steps"]) == plan.steps | staged
@@ -46,7 +53,7 @@ def test_public_key_set_is_smaller_than_tenseals_all_rotations_context() -> None
     import tenseal as ts
 
     be = pets.backend("ckks", depth=3)
-    be.prepare(pets.Requirements(depth=3, matmul_shapes=((64, 32), (32, 10))))
+    be.prepare(levelled(depth=3, matmul_shapes=((64, 32), (32, 10))))
     params = be.params
     context = ts.context(ts.SCHEME_TYPE.CKKS, params.poly_modulus_degree,
                          coeff_mod_bit_sizes=list(params.coeff_mod_bit_sizes))
@@ -70,7 +77,7 @@ def test_staged_first_product_matches_the_ordinary_one(shape: tuple[int, int]) -
     rng = np.random.default_rng(n * m)
     x, w = rng.uniform(-1, 1, (2, n)), rng.normal(size=(n, m))
     be = pets.backend("ckks", depth=2, layout="per_sample")
-    staged = be.encrypt_for(x, pets.Requirements(first_product=(n, m)))
+    staged = be.encrypt_for(x, levelled(first_product=(n, m)))
     assert staged.data.staged_for == (n, m)
     assert np.abs(be.decrypt(staged @ w) - x @ w).max() < 1e-4
     assert np.abs(be.decrypt(staged) - x).max() < 1e-6  # block 0 holds the sample itself
@@ -83,7 +90,7 @@ def test_stage_lays_rotations_in_blocks() -> None:
 
 
 def test_staged_tensor_refuses_other_operations(ckks: pets.Backend) -> None:
-    staged = ckks.encrypt_for(np.ones((1, 8)), pets.Requirements(first_product=(8, 2)),
+    staged = ckks.encrypt_for(np.ones((1, 8)), levelled(first_product=(8, 2)),
                               layout="per_sample")
     with pytest.raises(pets.LayoutMismatchError, match=re.escape(
         "this per_sample tensor is packed for its first product with a 8x2 matrix"

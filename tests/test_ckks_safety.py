@@ -231,7 +231,8 @@ def test_a_client_with_only_the_description_checks_the_announced_input_range() -
     assert announced == model.requirements
     client = pets.backend("ckks")
     client.prepare(announced)
-    bound = announced.extra["input_bound"]
+    bound = model.levelled_requirements.input_bound
+    assert bound is not None
     assert bound < 8.0 < client.params.max_abs_value  # beyond calibration, within the scheme
     with pytest.raises(pets.ValueRangeError, match="beyond the range this model was calibrated"):
         client.encrypt_for(np.full((2, 8), 8.0), announced)

@@ -289,8 +289,8 @@ def test_requirements_of_linear_square_linear() -> None:
     model = compile_he(module, backend=backend, example_input=x)
     requirements = model.requirements
     assert backend.prepared == [requirements]
-    assert requirements.depth == 3
-    assert requirements.matmul_shapes == ((8, 16), (16, 4))
+    assert model.levelled_requirements.depth == 3
+    assert model.levelled_requirements.matmul_shapes == ((8, 16), (16, 4))
     assert requirements.max_rows == 6
     # a sound bound for inputs in the calibrated range: at least every calibrated value
     assert requirements.max_abs == pytest.approx(model.ranges.largest)

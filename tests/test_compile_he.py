@@ -114,7 +114,7 @@ def test_a_strided_convolution_keeps_its_outputs_on_the_canvas(
     assert isinstance(strided, Affine) and strided.placement is not None
     assert strided.placement[:4].tolist() == [0, 2, 4, 6]  # every other slot of a row
     assert sorted(strided.placement.tolist())[:4] == [0, 1, 2, 3]  # channels share a cell
-    products = model.requirements.extra["products"]
+    products = model.levelled_requirements.products
     assert len(products[1]["offsets"]) <= 49  # 7x7 shifts, not 256 diagonals
     out = model(model.backend.encrypt(model.flatten(x[:2]), layout="per_sample"))
     np.testing.assert_allclose(model.decrypt(out), _torch64(module, x[:2]), atol=CKKS_ATOL)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import pets
+from pets.backends.levelled import LevelledRequirements
 
 Case = Callable[[Any, np.ndarray], Any]
 
@@ -85,7 +86,8 @@ def test_tensor_bytes_round_trip(any_backend: pets.Backend, data: np.ndarray) ->
 def test_public_copy_evaluates_and_key_holder_decrypts(
     any_backend: pets.Backend, data: np.ndarray
 ) -> None:
-    any_backend.prepare(pets.Requirements(depth=1, matmul_shapes=((6, 4),)))
+    any_backend.prepare(pets.Requirements(
+        extension=LevelledRequirements(depth=1, matmul_shapes=((6, 4),))))
     server = pets.load_backend(any_backend.public().to_bytes())
     x = server.load_tensor(any_backend.encrypt(data).to_bytes())
     y = any_backend.load_tensor((x @ W + BIAS).to_bytes())

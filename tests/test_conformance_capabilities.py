@@ -107,7 +107,7 @@ def test_approximated_functions_within_one_percent(
     any_backend: pets.Backend, plain: pets.Backend, case: str
 ) -> None:
     expected = plain.decrypt(SMOOTH[case](plain.encrypt(DATA)))
-    if any_backend.capabilities.levels:
+    if any_backend.lowering == "levelled":
         if _layout(any_backend) != "batched":
             pytest.skip("the approximations are the same arithmetic in either CKKS packing")
         any_backend = _deep_ckks()

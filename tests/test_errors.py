@@ -11,6 +11,7 @@ import pytest
 
 import pets
 from pets import registry
+from pets.backends.levelled import LevelledRequirements
 
 
 def test_unknown_backend_lists_registered_names() -> None:
@@ -200,7 +201,7 @@ def test_prepare_after_keys_exist_names_the_fix() -> None:
         "this backend's keys were made for depth 1 but the computation needs 3; create "
         "pets.backend('ckks', depth=3)"
     )):
-        be.prepare(pets.Requirements(depth=3))
+        be.prepare(pets.Requirements(extension=LevelledRequirements(depth=3)))
 
 
 # ---- bytes --------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pets_protocols.service import InferenceClient
 from service_support import ROOT, Server, export_model, running_server
 
 import pets
+from pets.backends.levelled import LevelledRequirements
 
 TOLERANCE = 1e-3
 
@@ -84,7 +85,9 @@ def test_description_gives_shapes_and_requirements_not_weights(server: Server) -
     description = httpx.get(f"{server.url}/model").json()
     assert description["input_shape"] == [8] and description["output_shape"] == [3]
     requirements = pets.Requirements.from_dict(description["requirements"])
-    assert requirements.depth == 3 and requirements.matmul_shapes == ((8, 6), (6, 3))
+    levelled = requirements.extension
+    assert isinstance(levelled, LevelledRequirements)
+    assert levelled.depth == 3 and levelled.matmul_shapes == ((8, 6), (6, 3))
     assert description["limits"]["max_rows"] == 64
     assert "weight" not in str(description)
 

@@ -24,8 +24,9 @@ import pets
 Answer = tuple[int, bytes]
 Route = Callable[[bytes], Answer]
 
-REQUIREMENTS = {"depth": 2, "matmul_shapes": [[4, 2]], "first_product": [4, 2], "max_abs": 1.0,
-                "max_rows": 4, "functions": []}
+REQUIREMENTS: dict[str, Any] = {"max_abs": 1.0, "max_rows": 4, "functions": [],
+                "extension": {"kind": "levelled", "depth": 2, "matmul_shapes": [[4, 2]],
+                              "first_product": [4, 2]}}
 LIMITS = {"max_rows": 16, "max_request_bytes": 1 << 28, "max_key_bytes": 1 << 28,
           "idle_timeout": 60.0, "max_sessions": 4}
 
@@ -102,9 +103,11 @@ def server() -> Iterator[Scripted]:
     (as_json(200, description(input_shape=[-3])), "the server sent an invalid model description"),
     (as_json(200, {"backend": "ckks"}), "the server sent an invalid model description"),
     (lambda body: (200, b"[" * 100_000 + b"]" * 100_000), "invalid model description"),
-    (as_json(200, description(requirements={**REQUIREMENTS, "matmul_shapes": [[-3, 4]]})),
+    (as_json(200, description(requirements={**REQUIREMENTS, "extension": {
+        **REQUIREMENTS["extension"], "matmul_shapes": [[-3, 4]]}})),
      "requirements: matmul_shapes must be an integer in [1, 2147483648], got -3"),
-    (as_json(200, description(requirements={**REQUIREMENTS, "depth": "deep"})),
+    (as_json(200, description(requirements={**REQUIREMENTS, "extension": {
+        **REQUIREMENTS["extension"], "depth": "deep"}})),
      "requirements: depth must be an integer"),
     (as_json(200, description(backend="rot13")),
      "the server evaluates with a 'rot13' backend, which this pets does not have"),

@@ -37,12 +37,11 @@ the matching optional primitives (``matmul`` of two private operands,
 from __future__ import annotations
 
 import json
-import math
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -59,21 +58,19 @@ from pets.serialization import Envelope, pack
 if TYPE_CHECKING:
     from pets.tensor import PrivateTensor
 
-__all__ = ["Backend", "Capabilities", "Requirements"]
+__all__ = ["Backend", "Capabilities", "Requirements", "RequirementsExtension"]
 
 Native = Any
 
 #: largest element count a tensor header may announce (2**31: 16 GiB of float64)
 MAX_ELEMENTS = 1 << 31
-#: largest serialised ``Requirements.extra`` accepted (a CIFAR-size model's im2col table: 168 KB)
-_MAX_EXTRA = 4 << 20
-#: ``Requirements.extra`` keys that are one party's own options, never sent
-_LOCAL_EXTRA = frozenset({"check_range"})
+#: largest serialised ``Requirements.extension`` accepted (a CIFAR-size model's tables: 168 KB)
+_MAX_EXTENSION = 4 << 20
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend can do beyond the core; the compiler lowers each layer by these.
+    """What a backend can do beyond the core; the lowering it names uses these.
 
     >>> import pets
     >>> pets.backend("plain").capabilities.comparisons
@@ -84,15 +81,9 @@ class Capabilities:
     comparisons: bool = False
     #: private @ private products, so weights can stay secret (``weights_from=r``)
     private_weights: bool = False
-    #: a multiplicative depth budget (levels) that compile must size
-    levels: bool = False
-    #: rotations that need keys made in advance
-    rotation_keys: bool = False
-    #: the packings (layouts) ``encrypt`` offers; the first is the default
-    packings: tuple[str, ...] = ("dense",)
     #: the largest tensor rank native data holds (``None``: any rank)
     max_rank: int | None = None
-    #: joint training (``PrivateModel.fit``)
+    #: joint training (``model.fit``)
     training: bool = False
     #: who takes part: ``"1"`` (a key holder, who may hand evaluators a public copy),
     #: or ``"N + dealer"`` (parties holding shares)
@@ -102,73 +93,67 @@ class Capabilities:
         return asdict(self)
 
 
+class RequirementsExtension(ABC):
+    """What one family of backends needs beyond :class:`Requirements`' common fields.
+
+    The lowering that makes it and the backends that read it define a subclass
+    with a unique ``kind``; this module carries it, serialises it through
+    :meth:`to_dict` / :meth:`from_dict` and never looks inside. A subclass is
+    found by ``kind`` when bytes are read (:func:`pets.registry.requirements_extension`).
+    """
+
+    #: the name this extension travels under (``{"kind": ..., **to_dict()}``)
+    kind: ClassVar[str] = "?"
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe description, without one party's own options."""
+
+    @classmethod
+    @abstractmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RequirementsExtension:
+        """The inverse of :meth:`to_dict`; raises :class:`SerializationError` on bad data."""
+
+
 @dataclass(frozen=True)
 class Requirements:
     """What a computation needs from a backend, so its parameters and keys fit it.
 
-    ``compile`` derives this from a model; a backend reads what concerns it (a
-    levelled backend sizes its depth; CKKS makes only the rotation keys of the
-    listed products and may pack a model's input for its first product).
+    ``compile`` derives this from a model; every backend may read the common
+    fields, and the backends of one lowering read its ``extension`` (the
+    levelled lowering's: depth, products and precision, for HE backends).
 
-    >>> r = Requirements(depth=2, matmul_shapes=((4, 2),))
+    >>> r = Requirements(max_abs=3.0, max_rows=8, functions=("relu",))
     >>> Requirements.from_dict(r.to_dict()) == r
     True
     """
 
-    #: multiplicative depth of the longest chain of products
-    depth: int = 0
-    #: ``(n, m)`` of every product with a plain ``n x m`` matrix
-    matmul_shapes: tuple[tuple[int, int], ...] = ()
-    #: ``(n, m)`` when the input feeds a single ``n x m`` product first
-    first_product: tuple[int, int] | None = None
     #: largest ``|value|`` any layer produces on the example input
     max_abs: float = 0.0
     #: most samples encrypted at once
     max_rows: int = 1
     #: non-polynomial functions the computation uses (``"relu"``, ``"softmax"``...)
     functions: tuple[str, ...] = ()
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    #: what the backends of one lowering need beyond these (not inspected here)
+    extension: RequirementsExtension | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe description (for a client that has no model, only this)."""
-        return {
-            "depth": self.depth,
-            "matmul_shapes": [list(s) for s in self.matmul_shapes],
-            "first_product": None if self.first_product is None else list(self.first_product),
+        data: dict[str, Any] = {
             "max_abs": self.max_abs,
             "max_rows": self.max_rows,
             "functions": list(self.functions),
-            # what a backend sizes itself by beyond the fields above (CKKS: precision, noise
-            # gain, product plans, the calibrated input bound); a client's own options stay out
-            "extra": {k: v for k, v in self.extra.items() if k not in _LOCAL_EXTRA},
         }
+        if self.extension is not None:
+            data["extension"] = {**self.extension.to_dict(), "kind": self.extension.kind}
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> Requirements:
         """The inverse of :meth:`to_dict`; refuses malformed or absurd values."""
-
-        def count(value: Any, what: str, low: int = 0) -> int:
-            if isinstance(value, bool) or not isinstance(value, int) or not (
-                low <= value <= MAX_ELEMENTS
-            ):
-                raise SerializationError(
-                    f"requirements: {what} must be an integer in [{low}, {MAX_ELEMENTS}], "
-                    f"got {value!r}"
-                )
-            return value
-
-        def shape(value: Any, what: str) -> tuple[int, int]:
-            if not isinstance(value, (list, tuple)) or len(value) != 2:
-                raise SerializationError(f"requirements: {what} must be a pair [n, m]")
-            return (count(value[0], what, 1), count(value[1], what, 1))
-
         if not isinstance(data, Mapping):
             raise SerializationError("requirements must be a JSON object")
         try:
-            shapes = data.get("matmul_shapes", [])
-            if not isinstance(shapes, list) or len(shapes) > 4096:
-                raise SerializationError("requirements: matmul_shapes must be a short list")
-            first = data.get("first_product")
             max_abs = float(data.get("max_abs", 0.0))
             functions = data.get("functions", [])
             if not isinstance(functions, list) or not all(isinstance(f, str) for f in functions):
@@ -179,29 +164,36 @@ class Requirements:
             raise SerializationError(
                 f"requirements: max_abs must be finite and >= 0, got {max_abs}"
             )
-        extra = data.get("extra", {})
-        if not isinstance(extra, Mapping) or len(json.dumps(extra, default=str)) > _MAX_EXTRA:
-            raise SerializationError(
-                f"requirements: extra must be a JSON object of at most {_MAX_EXTRA} bytes"
-            )
-        for name in ("noise_gain", "precision", "input_bound"):
-            value = extra.get(name)
-            if value is not None and not (
-                isinstance(value, (int, float)) and not isinstance(value, bool)
-                and math.isfinite(value) and value >= 0
-            ):
-                raise SerializationError(
-                    f"requirements: extra[{name!r}] must be a finite number >= 0, got {value!r}"
-                )
         return cls(
-            depth=count(data.get("depth", 0), "depth"),
-            matmul_shapes=tuple(shape(s, "matmul_shapes") for s in shapes),
-            first_product=None if first is None else shape(first, "first_product"),
             max_abs=max_abs,
-            max_rows=count(data.get("max_rows", 1), "max_rows", 1),
+            max_rows=read_count(data.get("max_rows", 1), "requirements: max_rows", 1),
             functions=tuple(functions),
-            extra=dict(extra),
+            extension=_read_extension(data.get("extension")),
         )
+
+
+def read_count(value: Any, what: str, low: int = 0) -> int:
+    """``value`` if it is an integer in ``[low, MAX_ELEMENTS]``, else a SerializationError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not (low <= value <= MAX_ELEMENTS):
+        raise SerializationError(
+            f"{what} must be an integer in [{low}, {MAX_ELEMENTS}], got {value!r}"
+        )
+    return value
+
+
+def _read_extension(data: Any) -> RequirementsExtension | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping) or not isinstance(data.get("kind"), str):
+        raise SerializationError("requirements: extension must be an object with a 'kind'")
+    if len(json.dumps(data, default=str)) > _MAX_EXTENSION:
+        raise SerializationError(
+            f"requirements: extension must be a JSON object of at most {_MAX_EXTENSION} bytes"
+        )
+    from pets.registry import requirements_extension
+
+    fields = {k: v for k, v in data.items() if k != "kind"}
+    return requirements_extension(data["kind"]).from_dict(fields)
 
 
 class Backend(ABC):
@@ -214,6 +206,10 @@ class Backend(ABC):
     #: packings this backend offers; the first is the default
     layouts: ClassVar[tuple[str, ...]] = ("dense",)
     capabilities: ClassVar[Capabilities] = Capabilities()
+    #: the lowering ``pets.compile`` hands a model to for this backend (a name in
+    #: :func:`pets.compiler.lowerings.lowering`): ``"exact"`` (op by op) or ``"levelled"``
+    #: (fused affine maps and polynomials, for HE backends)
+    lowering: ClassVar[str] = "exact"
 
     def __init__(self, *, key_id: str | None = None) -> None:
         self.key_id = key_id or secrets.token_hex(8)
@@ -242,8 +238,8 @@ class Backend(ABC):
         layout: str | None = None,
     ) -> PrivateTensor:
         """Encrypt an input of a computation with these requirements (a compiled model's):
-        the backend chooses how to pack it (CKKS: by batch size, and a per-sample input
-        laid out for the model's first product).
+        the backend chooses how to pack it (e.g. by batch size, or for the model's first
+        layer).
         """
         from pets.tensor import encrypt
 
@@ -442,8 +438,8 @@ class Backend(ABC):
     def transpose(self, a: Native, axes: tuple[int, ...], shape: tuple[int, ...]) -> Native:
         """Axes permuted as ``numpy.transpose(a, axes)``."""
         raise self._unsupported(
-            f"transpose a {shape} tensor", "moving values between ciphertext slots needs "
-            "rotations it does not do; transpose the plain data before encrypting"
+            f"transpose a {shape} tensor", "its packing fixes the layout; transpose the plain "
+            "data before encrypting"
         )
 
     def take(self, a: Native, index: Any, shape: tuple[int, ...]) -> Native:

@@ -54,7 +54,7 @@ class PlainBackend(Backend):
     tolerance: ClassVar[float] = 1e-12
     layouts: ClassVar[tuple[str, ...]] = ("dense",)
     capabilities: ClassVar[Capabilities] = Capabilities(
-        comparisons=True, private_weights=True, packings=("dense",), max_rank=None,
+        comparisons=True, private_weights=True, max_rank=None,
         training=True, parties="1",
     )
 

@@ -27,8 +27,6 @@ import torch
 
 from pets.backends.base import Backend
 from pets.compiler.approximate import DEFAULT_DEGREES, Approximation
-from pets.compiler.build import ApproximationOptions
-from pets.compiler.graph import trace
 from pets.compiler.lowering import (
     Activation,
     Linear,
@@ -41,12 +39,11 @@ from pets.compiler.lowering import (
     register_lowering,
     supported_layers,
 )
+from pets.compiler.lowerings import EXACT, LEVELLED, CompileOptions, lowering_named
 from pets.compiler.model import CompileReport, PrivateModel
 from pets.compiler.precision import ApproximationWarning
-from pets.compiler.refine import build_within
 from pets.compiler.saving import load_model
 from pets.compiler.sources import as_module
-from pets.compiler.validate import validate
 from pets.errors import CompileError
 
 __all__ = [
@@ -118,13 +115,14 @@ def compile(
     the example's range widened by ``margin``. ``max_rows`` is the most samples
     encrypted at once (default: the example's batch). Calls ``backend.prepare``.
 
-    The backend's capabilities decide how layers are lowered: a backend with
-    exact comparisons (``"mpc"``, ``"plain"``) runs ReLU, max-pool, softmax and
-    normalisations by its own protocols, op by op on tensors of any rank
-    (:mod:`pets.compiler.exact`); a levelled one (``"ckks"``) gets fused affine
-    maps and polynomials. ``approximate=True`` forces the polynomial lowering
-    (e.g. to check on ``"plain"`` what CKKS will compute). ``weights_from=r``
-    secret-shares party ``r``'s weights (backends with ``private_weights``).
+    The backend names the lowering (``Backend.lowering``, :mod:`.lowerings`):
+    ``"exact"`` (``"mpc"``, ``"plain"``) runs ReLU, max-pool, softmax and
+    normalisations by the backend's own protocols, op by op on tensors of any rank
+    (:mod:`pets.compiler.exact`); ``"levelled"`` (``"ckks"``) makes fused affine
+    maps and polynomials. ``approximate=True`` asks for the levelled lowering
+    (e.g. to check on ``"plain"`` what CKKS will compute), ``approximate=False`` for
+    the exact one. ``weights_from=r`` secret-shares party ``r``'s weights
+    (backends with ``private_weights``).
 
     ``module`` may also be what ``pets.dp.make_private`` returns, or a fitted
     scikit-learn linear model or MLP (:mod:`pets.compiler.sources`). ``precision``
@@ -151,49 +149,16 @@ def compile(
         raise ValueError(f"margin must be >= 0, got {margin}")
     module = as_module(module)
     tensor = _example_tensor(example_input)
-    capabilities = backend.capabilities
-    if approximate is None:
-        approximate = capabilities.levels or not capabilities.comparisons
-    if not approximate:
-        if not capabilities.comparisons:
-            raise CompileError(
-                f"approximate=False needs exact comparisons, which the {backend.name} backend "
-                "lacks; leave approximate unset (polynomials) or use pets.backend('mpc')"
-            )
-        from pets.compiler.exact import ExactProgram
-        from pets.compiler.exact_model import ExactModel
-
-        exact = ExactProgram(module, tensor, ranges=ranges, margin=margin)
-        return ExactModel(backend=backend, program=exact, example=tensor.numpy(),
-                          weights_from=weights_from, max_rows=max_rows)
-    if weights_from is not None:
+    lowering = backend.lowering if approximate is None else (
+        LEVELLED if approximate else EXACT)
+    if approximate is False and not backend.capabilities.comparisons:
         raise CompileError(
-            "weights_from needs the exact lowering of a backend with private weights "
-            "(pets.backend('mpc')); polynomial (HE) models keep their weights in the clear "
-            "on the server"
+            f"approximate=False needs exact comparisons, which the {backend.name} backend "
+            "lacks; leave approximate unset (polynomials) or use pets.backend('mpc')"
         )
-    traced = trace(module, tensor)
-    lowerings = validate(traced)
-    options = ApproximationOptions(
-        ranges=dict(ranges or {}),
-        activation_range=activation_range,
-        degree=degree,
-        degrees=dict(degrees or {}),
-        margin=margin,
+    options = CompileOptions(
+        ranges=dict(ranges or {}), activation_range=activation_range, degree=degree,
+        degrees=dict(degrees or {}), margin=margin, max_rows=max_rows,
+        weights_from=weights_from, precision=precision,
     )
-    assert traced.output_node is not None
-    expected = traced.values[traced.output_node].reshape(len(tensor), -1).numpy()
-    flat = tensor.reshape(len(tensor), -1).numpy()
-    program = build_within(traced, lowerings, options, precision, expected, flat)
-    model = PrivateModel(
-        backend=backend,
-        program=program,
-        example=flat,
-        expected=expected,
-        max_rows=max_rows,
-        precision=precision,
-        input_margin=margin,
-    )
-    backend.prepare(model.requirements)
-    return model
-
+    return lowering_named(lowering)(module, tensor, backend, options)

@@ -109,7 +109,7 @@ def estimate(model: PrivateModel, rows: int, layout: str, costs: dict[str, Any])
             time += chunks * work * at(level + 1)
         return Estimate(layout, rows, time, peak)
     first = first_product_layer(model.layers, model._input_name)
-    gathered = (model.requirements.extra or {}).get("gather") is not None
+    gathered = model.levelled_requirements.gather is not None
     per_input = 1
     if gathered and isinstance(first, Affine):
         table, _ = gather_terms(first.weights[0])

@@ -27,6 +27,7 @@ from pets.compiler.exact import (
     share_parameters,
     widest,
 )
+from pets.compiler.lowerings import EXACT, CompileOptions, Source, register_model_lowering
 from pets.compiler.model import PrivateModel
 from pets.tensor import PrivateTensor
 
@@ -158,3 +159,12 @@ class ExactModel(PrivateModel):
         from pets.compiler.training import to_torch
 
         return to_torch(self, to=to)
+
+
+@register_model_lowering(EXACT)
+def lower_exact(module: Source, tensor: torch.Tensor, backend: Backend,
+                options: CompileOptions) -> ExactModel:
+    """The exact lowering: the exported graph run op by op (see :mod:`pets.compiler.exact`)."""
+    program = ExactProgram(module, tensor, ranges=options.ranges, margin=options.margin)
+    return ExactModel(backend=backend, program=program, example=tensor.numpy(),
+                      weights_from=options.weights_from, max_rows=options.max_rows)

@@ -163,7 +163,7 @@ def _graph_module(model: Any) -> tuple[fx.GraphModule, str]:
         warnings.warn(
             f"{type(model).__name__} is in training mode; compiling its eval-mode behaviour "
             "(BatchNorm running statistics, no dropout). Call model.eval() to silence this.",
-            stacklevel=3,
+            stacklevel=4,
         )
     module = copy.deepcopy(model).eval().double()
     try:

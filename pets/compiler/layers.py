@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.polynomial import polynomial as power_basis
 
+from pets.backends.levelled import levelled_backend
 from pets.compiler.approximate import Approximation, lipschitz
 from pets.errors import ShapeMismatchError
 from pets.polynomial import depth as polynomial_depth
@@ -177,8 +178,8 @@ def _product(tensor: PrivateTensor, weight: np.ndarray | SparseMatrix,
              placement: np.ndarray | None) -> PrivateTensor:
     """``tensor @ weight``: through the backend's sparse product where it has one (it also
     places per-sample outputs), else as a dense matrix."""
-    hook = getattr(tensor.backend, "matmul_sparse", None)
-    if hook is None:
+    levelled = levelled_backend(tensor.backend)
+    if levelled is None:
         dense = weight.to_dense() if isinstance(weight, SparseMatrix) else weight
         return tensor @ dense
     if tensor.ndim == 0 or tensor.shape[-1] != weight.shape[0]:
@@ -186,7 +187,7 @@ def _product(tensor: PrivateTensor, weight: np.ndarray | SparseMatrix,
             f"cannot multiply a private tensor of shape {tensor.shape} by a {weight.shape[0]}x"
             f"{weight.shape[1]} matrix"
         )
-    native = hook(tensor.data, weight, placement)
+    native = levelled.matmul_sparse(tensor.data, weight, placement)
     return PrivateTensor(tensor.backend, native, (*tensor.shape[:-1], weight.shape[1]))
 
 

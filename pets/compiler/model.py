@@ -22,11 +22,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from pets.backends.base import Backend, Requirements
+from pets.backends.levelled import (
+    DEFAULT_PLANNING,
+    LevelledBackend,
+    LevelledRequirements,
+    levelled_backend,
+)
 from pets.compiler.approximate import Approximation
-from pets.compiler.build import Program
+from pets.compiler.build import ApproximationOptions, Program
+from pets.compiler.graph import trace
 from pets.compiler.layers import Affine, Layer, Polynomial
+from pets.compiler.lowerings import LEVELLED, CompileOptions, Source, register_model_lowering
 from pets.compiler.placement import (
     assign_placements,
     describe_gather,
@@ -34,6 +43,8 @@ from pets.compiler.placement import (
     first_product_layer,
 )
 from pets.compiler.precision import noise_gain, plan_ranges, target_precision
+from pets.compiler.refine import build_within
+from pets.compiler.validate import validate
 from pets.errors import CompileError, ParameterError, ShapeMismatchError
 from pets.tensor import PrivateTensor
 
@@ -125,31 +136,33 @@ class PrivateModel:
         self.noise_gain = noise_gain(self.layers, self._input_name, self._output_name, example)
         #: the largest output error the backend's parameters are sized for
         self.precision = target_precision(precision, expected)
+        levelled = levelled_backend(backend)
+        planning = DEFAULT_PLANNING if levelled is None else levelled.planning()
         #: where a per-sample packing puts each value (see :mod:`pets.compiler.placement`)
-        self.placements = assign_placements(self.layers, self._input_name, self.input_shape)
+        self.placements = assign_placements(self.layers, self._input_name, self.input_shape,
+                                            planning)
         sources = {k: v for k, v in self.noise_gain.items() if k != "total"}
         costliest = max(sources, key=sources.__getitem__, default=None)
         share = 0.0 if costliest is None else sources[costliest] / max(sum(sources.values()),
                                                                        1e-300)
-        extra: dict[str, Any] = {
-            "noise_gain": self.noise_gain["total"], "precision": self.precision,
-            "noisiest_layer": None if costliest is None else (
-                f"{self._source_of(costliest)} ({share:.0%} of the noise gain)"),
-            "products": describe_products(self.layers, self.placements),
-            "input_bound": self.input_bound,
-        }
         self.__dict__.pop("_clear_run", None)  # the example run is not kept
-        gather = describe_gather(first_product_layer(self.layers, self._input_name))
-        if gather is not None:
-            extra["gather"] = gather
-        #: what the backend was prepared for
-        self.requirements = Requirements(
+        extension = LevelledRequirements(
             depth=self.depth,
             matmul_shapes=matmul_shapes(self.layers),
-            max_rows=max_rows or len(example),
             first_product=self._first_product(),
+            noise_gain=self.noise_gain["total"],
+            precision=self.precision,
+            input_bound=self.input_bound,
+            noisiest_layer=None if costliest is None else (
+                f"{self._source_of(costliest)} ({share:.0%} of the noise gain)"),
+            products=tuple(describe_products(self.layers, self.placements)),
+            gather=describe_gather(first_product_layer(self.layers, self._input_name)),
+        )
+        #: what the backend was prepared for
+        self.requirements = Requirements(
+            max_rows=max_rows or len(example),
             max_abs=max(self.ranges.largest, max(ranges.values(), default=0.0)),
-            extra=extra,
+            extension=extension,
         )
 
     # ---- shapes and costs -----------------------------------------------------
@@ -227,17 +240,17 @@ class PrivateModel:
             )
         self._advise(tensor)
         count = self.workers if workers is None else workers
-        if count > 1 and tensor.ndim == 2 and hasattr(tensor.backend, "split_rows"):
+        levelled = levelled_backend(tensor.backend)
+        if count > 1 and tensor.ndim == 2 and levelled is not None:
             return self._pool(count).run(tensor, self.output_size)
         values = {self._input_name: tensor}
-        vouch = getattr(self.backend, "assume_bound", None)
         progress = _Progress(self, tensor)
         for index, layer in enumerate(self.layers, 1):
             out = layer.forward([values[i] for i in layer.inputs])
             progress.done(index, layer)
-            if vouch is not None and layer.name in self.ranges.vouched:
-                out = PrivateTensor(out.backend, vouch(out.data, self.ranges.bounds[layer.name]),
-                                    out.shape)
+            if levelled is not None and layer.name in self.ranges.vouched:
+                out = PrivateTensor(out.backend, levelled.assume_bound(
+                    out.data, self.ranges.bounds[layer.name]), out.shape)
             values[layer.name] = out
         return values[self._output_name]
 
@@ -252,14 +265,13 @@ class PrivateModel:
         from pets.compiler.estimate import estimate
 
         rows = self.requirements.max_rows if rows is None else rows
-
-        costs_of = getattr(self.backend, "operation_costs", None)
-        if costs_of is None:
+        levelled = self._levelled()
+        if levelled is None:
             raise CompileError(
                 f"the {self.backend.name} backend reports no operation costs to estimate from"
             )
-        costs = costs_of()
-        layouts = [layout] if layout else list(self.backend.capabilities.packings)
+        costs = levelled.operation_costs()
+        layouts = [layout] if layout else list(self.backend.layouts)
         cache = self.__dict__.setdefault("_estimates", {})
         found = {}
         for name in layouts:
@@ -272,7 +284,7 @@ class PrivateModel:
         """The packing that fits in memory and finishes first, or ``None`` (backend's rule)."""
         from pets.compiler.estimate import available_memory
 
-        if rows <= 16 or not hasattr(self.backend, "operation_costs"):
+        if rows <= 16 or self._levelled() is None:
             return None
         estimates = self.estimate(rows)
         room = 0.8 * available_memory()
@@ -289,13 +301,9 @@ class PrivateModel:
         """Warn once when an input is packed in a way that is slow for this model."""
         if self.__dict__.get("_advised"):
             return
-        advice = None
-        check = getattr(tensor.backend, "packing_advice", None)
-        if check is not None:
-            advice = check(tensor.data, self.requirements)
-        if advice is None and tensor.layout == "batched" and tensor.shape[0] <= 16:
-            advice = (f"a batched packing of {tensor.shape[0]} samples costs as much as one of "
-                      "thousands; model.encrypt(x) packs a few samples one per ciphertext")
+        levelled = levelled_backend(tensor.backend)
+        advice = None if levelled is None else levelled.packing_advice(tensor.data,
+                                                                       self.requirements)
         if advice is not None:
             from pets.compiler.estimate import PackingWarning
 
@@ -353,9 +361,19 @@ class PrivateModel:
             layout = self._choose_layout(len(flat))
         requirements = self.requirements
         if check_range != "raise":
-            requirements = dataclasses.replace(
-                requirements, extra={**requirements.extra, "check_range": check_range})
+            requirements = dataclasses.replace(requirements, extension=dataclasses.replace(
+                self.levelled_requirements, check_range=check_range))
         return self.backend.encrypt_for(flat, requirements, layout=layout, src=src)
+
+    @property
+    def levelled_requirements(self) -> LevelledRequirements:
+        """The levelled part of :attr:`requirements` (depth, products, precision)."""
+        extension = self.requirements.extension
+        assert isinstance(extension, LevelledRequirements)
+        return extension
+
+    def _levelled(self) -> LevelledBackend | None:
+        return levelled_backend(self.backend)
 
     def _first_product(self) -> tuple[int, int] | None:
         """``(n, m)`` when the input feeds one product only, so the backend may pack for it."""
@@ -477,7 +495,7 @@ class _Progress:
         self.start = time.perf_counter()
         self.total = len(model.layers)
         self.expected: float | None = None
-        if hasattr(model.backend, "operation_costs") and tensor.ndim == 2:
+        if levelled_backend(model.backend) is not None and tensor.ndim == 2:
             try:
                 self.expected = model.estimate(tensor.shape[0], tensor.layout).seconds
             except (CompileError, KeyError, ValueError):
@@ -494,3 +512,31 @@ class _Progress:
 
 
 logger = logging.getLogger(__name__)
+
+
+@register_model_lowering(LEVELLED)
+def lower_levelled(module: Source, tensor: torch.Tensor, backend: Backend,
+                   options: CompileOptions) -> PrivateModel:
+    """The levelled-SIMD lowering: fused affine maps and polynomials (see the module)."""
+    if options.weights_from is not None:
+        raise CompileError(
+            "weights_from needs the exact lowering of a backend with private weights "
+            "(pets.backend('mpc')); polynomial (HE) models keep their weights in the clear "
+            "on the server"
+        )
+    traced = trace(module, tensor)
+    lowerings = validate(traced)
+    approximation = ApproximationOptions(
+        ranges=dict(options.ranges), activation_range=options.activation_range,
+        degree=options.degree, degrees=dict(options.degrees), margin=options.margin,
+    )
+    assert traced.output_node is not None
+    expected = traced.values[traced.output_node].reshape(len(tensor), -1).numpy()
+    flat = tensor.reshape(len(tensor), -1).numpy()
+    program = build_within(traced, lowerings, approximation, options.precision, expected, flat)
+    model = PrivateModel(
+        backend=backend, program=program, example=flat, expected=expected,
+        max_rows=options.max_rows, precision=options.precision, input_margin=options.margin,
+    )
+    backend.prepare(model.requirements)
+    return model

@@ -4,8 +4,8 @@ A layer's output sits either at the ordinary slots (feature ``f`` at slot ``f``)
 or, for a convolution, on the canvas of the input image (:mod:`pets.slots`),
 where a strided convolution or a pool leaves its outputs in place. Each
 convolution takes whichever of the two makes its own product and the next
-one cheaper (plaintext multiplications per diagonal, rotations weighted
-:data:`ROTATION_COST` times more), looking one product ahead.
+one cheaper (plaintext multiplications per diagonal, rotations weighted by the
+backend's :class:`~pets.backends.levelled.Planning`), looking one product ahead.
 
 The compiler also describes, for the backend that makes the keys, every
 product's periods and non-zero diagonals, and the gather table of a sparse
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from pets.backends.levelled import Planning
 from pets.compiler.conv import Geometry
 from pets.compiler.layers import Affine, Layer
 from pets.slots import (
@@ -32,10 +33,6 @@ from pets.slots import (
 
 __all__ = ["assign_placements", "describe_gather", "describe_products", "first_product_layer"]
 
-#: a rotation costs about this many plaintext multiplications
-ROTATION_COST = 8
-#: slots assumed when costing a gathered first product (N = 16384)
-ASSUMED_SLOTS = 8192
 #: a first product is gathered when each output reads at most this share of the inputs
 GATHER_DENSITY = 0.5
 
@@ -60,18 +57,19 @@ def offsets(weight: np.ndarray | SparseMatrix, place_in: np.ndarray | None,
 
 
 def _cost(weight: np.ndarray | SparseMatrix, place_in: np.ndarray | None,
-          place_out: np.ndarray | None) -> float:
+          place_out: np.ndarray | None, planning: Planning) -> float:
     period_in, period_out, ks = offsets(weight, place_in, place_out)
     plan = plan_diagonals(period_in, period_out, ks)
     rotations = len(plan.babies) + len(plan.giants) + len(plan.folds)
-    return len(ks) + ROTATION_COST * rotations
+    return len(ks) + planning.rotation_cost * rotations
 
 
-def _gather_cost(weight: np.ndarray | SparseMatrix, place_out: np.ndarray | None) -> float:
+def _gather_cost(weight: np.ndarray | SparseMatrix, place_out: np.ndarray | None,
+                 planning: Planning) -> float:
     table, _ = gather_terms(weight)
     period = period_of(place_out, weight.shape[1])
-    blocks = max(1, ASSUMED_SLOTS // period)
-    return -(-table.shape[1] // blocks) + ROTATION_COST * (blocks.bit_length() - 1)
+    blocks = max(1, planning.slots // period)
+    return -(-table.shape[1] // blocks) + planning.rotation_cost * (blocks.bit_length() - 1)
 
 
 def first_product_layer(layers: Sequence[Layer], input_name: str) -> Affine | None:
@@ -104,8 +102,8 @@ def _next_product(layers: Sequence[Layer], name: str) -> tuple[Affine, int] | No
     return None
 
 
-def assign_placements(layers: Sequence[Layer], input_name: str,
-                      input_shape: tuple[int, ...]) -> dict[str, np.ndarray | None]:
+def assign_placements(layers: Sequence[Layer], input_name: str, input_shape: tuple[int, ...],
+                      planning: Planning) -> dict[str, np.ndarray | None]:
     """Choose each convolution's output placement; returns every value's placement."""
     placements: dict[str, np.ndarray | None] = {input_name: None}
     geometry: dict[str, Geometry | None] = {
@@ -133,16 +131,17 @@ def assign_placements(layers: Sequence[Layer], input_name: str,
             canvas = Geometry(*conv.out_shape, source.spacing * conv.stride[0],  # type: ignore[misc]
                               source.canvas)
             placed = canvas.placement()
-            if placed is not None and period_of(placed, len(placed)) <= 2 * ASSUMED_SLOTS:
+            if placed is not None and period_of(placed, len(placed)) <= 2 * planning.slots:
                 options.append((canvas, placed))
         after = _next_product(layers, layer.name)
         best: tuple[float, Geometry, np.ndarray | None] | None = None
         for geo, placed in options:
-            own = (_gather_cost(layer.weights[0], placed) if layer is first and gathered(layer)
-                   else _cost(layer.weights[0], placements[layer.inputs[0]], placed))
+            own = (_gather_cost(layer.weights[0], placed, planning)
+                   if layer is first and gathered(layer)
+                   else _cost(layer.weights[0], placements[layer.inputs[0]], placed, planning))
             if after is not None:
                 consumer, index = after
-                own += _cost(consumer.weights[index], placed, None)
+                own += _cost(consumer.weights[index], placed, None, planning)
             if best is None or own < best[0]:
                 best = (own, geo, placed)
         assert best is not None
@@ -169,7 +168,7 @@ def describe_products(layers: Sequence[Layer],
 
 
 def describe_gather(layer: Affine | None) -> dict[str, Any] | None:
-    """The gather table of a sparse first product, JSON-safe (see ``Requirements.extra``)."""
+    """The gather table of a sparse first product, JSON-safe (``LevelledRequirements.gather``)."""
     if not gathered(layer):
         return None
     assert layer is not None

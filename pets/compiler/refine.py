@@ -83,7 +83,7 @@ def build_within(
                 f"precision asked ({precision!r}), even at degree {MAX_DEGREE}; narrow the "
                 "activations' ranges (ranges=...), or replace the activations with "
                 "pets.nn.Square and retrain",
-                ApproximationWarning, stacklevel=3,
+                ApproximationWarning, stacklevel=4,
             )
     for layer in program.layers:
         approximation = layer.approximation if isinstance(layer, Polynomial) else None
@@ -106,6 +106,6 @@ def build_within(
                 f"for {approximation.function} is off by up to {approximation.max_error:.2g} on "
                 f"[{lo:.3g}, {hi:.3g}]; {higher}narrow its range (ranges=...), or replace the "
                 "activation with pets.nn.Square and retrain",
-                ApproximationWarning, stacklevel=3,
+                ApproximationWarning, stacklevel=4,
             )
     return program

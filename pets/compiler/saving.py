@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pets.backends.base import Backend, Requirements
+from pets.backends.levelled import levelled_requirements
 from pets.compiler.approximate import Approximation
 from pets.compiler.layers import Affine, ConvolutionInfo, Layer, Polynomial, Product, Square
 from pets.compiler.precision import RangePlan
@@ -43,7 +44,8 @@ if TYPE_CHECKING:
 
 __all__ = ["load_model", "model_to_bytes", "save_model"]
 
-FORMAT = 1
+#: 2: the requirements carry their levelled extension (depth, products, precision)
+FORMAT = 2
 #: the most layers and values a model file may announce (forged headers are refused early)
 MAX_LAYERS, MAX_VALUES = 4096, 1 << 28
 
@@ -124,7 +126,7 @@ def model_to_bytes(model: PrivateModel) -> bytes:
         "input_shape": list(model.input_shape), "output_shape": list(model.output_shape),
         "input_name": model._input_name, "output_name": model._output_name,
         "layers": [_layer_meta(layer, blobs) for layer in model.layers],
-        "requirements": {**model.requirements.to_dict(), "extra": dict(model.requirements.extra)},
+        "requirements": model.requirements.to_dict(),
         "input_bound": model.input_bound,
         "ranges": {"input_bound": model.ranges.input_bound, "bounds": dict(model.ranges.bounds),
                    "largest": model.ranges.largest, "vouched": list(model.ranges.vouched)},
@@ -327,12 +329,7 @@ def load_model(path: str | os.PathLike[str] | bytes, *, backend: Backend | str) 
         layers = [_layer(spec, reader, known) for spec in specs]
         if output_name not in known or known[output_name] != int(np.prod(output_shape)):
             raise SerializationError("model file: no layer writes the output it announces")
-        requirements_meta = dict(meta["requirements"])
-        extra = requirements_meta.pop("extra", {})
-        if not isinstance(extra, Mapping):
-            raise SerializationError("model file: requirements.extra is not an object")
-        requirements = Requirements.from_dict({**requirements_meta, "extra": extra})  # checks it
-        requirements = Requirements(**{**requirements.__dict__, "extra": dict(extra)})
+        requirements = Requirements.from_dict(meta["requirements"])
         ranges_meta = meta["ranges"]
         ranges = RangePlan(
             _number(ranges_meta["input_bound"], "input_bound"),
@@ -364,7 +361,7 @@ def load_model(path: str | os.PathLike[str] | bytes, *, backend: Backend | str) 
         if isinstance(exc, SerializationError):
             raise
         raise SerializationError(f"model file is malformed: {exc!r}") from exc
-    if model.depth != requirements.depth:
+    if model.depth != levelled_requirements(requirements).depth:
         raise SerializationError("model file: its layers' depth contradicts its requirements")
     backend.prepare(requirements)
     return model

@@ -45,6 +45,13 @@ from pets.backends.ckks.matvec import (
     staged_steps,
 )
 from pets.backends.ckks.params import CKKSParameters, choose_parameters
+from pets.backends.levelled import (
+    DEFAULT_PLANNING,
+    LEVELLED,
+    LevelledRequirements,
+    Planning,
+    levelled_requirements,
+)
 from pets.errors import ParameterError, SerializationError, ValueRangeError
 from pets.registry import register_backend
 from pets.slots import SparseMatrix, decode_ints, encode_ints, key_steps, plan_diagonals
@@ -78,10 +85,10 @@ class CKKSBackend(Backend):
     tolerance: ClassVar[float] = 1e-4
     layouts: ClassVar[tuple[str, ...]] = (BATCHED, PER_SAMPLE)
     capabilities: ClassVar[Capabilities] = Capabilities(
-        comparisons=False, private_weights=False, levels=True, rotation_keys=True,
-        packings=(BATCHED, PER_SAMPLE), max_rank=2, training=False,
+        comparisons=False, private_weights=False, max_rank=2, training=False,
         parties="1 key holder + evaluators with the public copy",
     )
+    lowering: ClassVar[str] = LEVELLED
 
     def __init__(
         self,
@@ -162,33 +169,33 @@ class CKKSBackend(Backend):
     def prepare(self, requirements: Requirements) -> None:
         """Size the parameters for ``requirements`` and make the rotation keys it needs.
 
-        Reads ``depth``, ``max_abs``, the products' shapes and, from ``extra``,
-        ``precision`` and ``noise_gain`` (the scale that meets the precision).
+        Reads ``max_abs`` and, from the levelled extension, ``depth``, the products'
+        shapes, ``precision`` and ``noise_gain`` (the scale that meets the precision).
         """
-        extra = dict(requirements.extra or {})
+        levelled = levelled_requirements(requirements)
         if self._keys is None:
-            if self._depth is None or self._depth < requirements.depth:
-                self._depth = requirements.depth
-            widths = [max(n, m) for n, m in requirements.matmul_shapes]
+            if self._depth is None or self._depth < levelled.depth:
+                self._depth = levelled.depth
+            widths = [max(n, m) for n, m in levelled.matmul_shapes]
             self._fit = {
                 **self._fit,
                 "max_abs": max(float(requirements.max_abs), self._fit.get("max_abs") or 0.0)
                 or None,
-                "noise_gain": extra.get("noise_gain"),
-                "precision": extra.get("precision"),
+                "noise_gain": levelled.noise_gain,
+                "precision": levelled.precision,
                 "slots": min(next_power_of_two(max(widths, default=1)), 16384),
             }
-        elif requirements.depth > self._keys.params.depth:
+        elif levelled.depth > self._keys.params.depth:
             raise ParameterError(
                 f"this backend's keys were made for depth {self._keys.params.depth} but the "
-                f"computation needs {requirements.depth}; create pets.backend('ckks', "
-                f"depth={requirements.depth}) or compile the model before encrypting anything"
+                f"computation needs {levelled.depth}; create pets.backend('ckks', "
+                f"depth={levelled.depth}) or compile the model before encrypting anything"
             )
         max_abs = float(requirements.max_abs)
         try:
             params = self.params
         except ParameterError as exc:
-            noisiest = extra.get("noisiest_layer")
+            noisiest = levelled.noisiest_layer
             if noisiest and "precision" in str(exc):
                 raise ParameterError(f"{exc}; the layer that costs the most: {noisiest}") from exc
             raise
@@ -208,9 +215,10 @@ class CKKSBackend(Backend):
         """The rotation keys a computation with ``requirements`` uses (powers of two)."""
         slots = self.params.slots
         steps: set[int] = set()
-        products = _products(requirements)
+        levelled = levelled_requirements(requirements)
+        products = _products(levelled)
         if products is None:  # only the shapes are known: dense, ordinary placements
-            for n, m in requirements.matmul_shapes:
+            for n, m in levelled.matmul_shapes:
                 period_in, period_out = next_power_of_two(n), next_power_of_two(m)
                 if max(period_in, period_out) <= slots:
                     plan = plan_diagonals(period_in, period_out,
@@ -221,7 +229,7 @@ class CKKSBackend(Backend):
                 if max(period_in, period_out) <= slots:
                     plan = plan_diagonals(period_in, period_out, offsets, self._baby)
                     steps |= key_steps(plan.rotation_steps(), slots)
-        first = requirements.first_product
+        first = levelled.first_product
         gather = self._gather(requirements)
         if gather is not None:
             steps |= gather.steps(slots)
@@ -233,13 +241,12 @@ class CKKSBackend(Backend):
     def _gather(self, requirements: Requirements | None) -> Gather | None:
         """The gather table a model's requirements describe for its first product, if the
         input is to be gathered (few enough ciphertexts per sample)."""
-        if requirements is None or requirements.first_product is None:
-            return None
-        described = (requirements.extra or {}).get("gather")
-        if not described:
+        levelled = levelled_requirements(requirements)
+        described = levelled.gather
+        if levelled.first_product is None or not described:
             return None
         try:
-            n, m = requirements.first_product
+            n, m = levelled.first_product
             outputs, terms = int(described["outputs"]), int(described["terms"])
             if outputs != m or not 1 <= terms <= n:
                 raise ValueError(f"a {outputs}x{terms} table for a {n}x{m} product")
@@ -329,8 +336,8 @@ class CKKSBackend(Backend):
                 layout = BATCHED
         self._check_range(matrix)
         if requirements is not None:
-            _check_calibrated_range(matrix, requirements)
-        first = None if requirements is None else requirements.first_product
+            _check_calibrated_range(matrix, levelled_requirements(requirements))
+        first = levelled_requirements(requirements).first_product
         gather = self._gather(requirements) if layout == PER_SAMPLE else None
         return self._packing.encrypt(matrix, layout, first, gather)
 
@@ -481,14 +488,21 @@ class CKKSBackend(Backend):
     def packing_advice(self, a: CKKSData, requirements: Requirements) -> str | None:
         """Why ``a`` is packed slowly for a computation with ``requirements``, and what to
         call instead (``None`` if it is packed as the model would pack it)."""
-        first = requirements.first_product
+        first = levelled_requirements(requirements).first_product
         if a.layout == PER_SAMPLE and first is not None and a.staged_for is None and (
             self._gather(requirements) is not None or can_stage(*first, self.params.slots)
         ):
             return ("this per_sample input is not laid out for the model's first product; "
                     "model.encrypt(x) gathers (or stages) it, so that product takes a few "
                     "plaintext multiplications instead of a rotation per diagonal")
+        if a.layout == BATCHED and a.rows <= PER_SAMPLE_MAX_ROWS:
+            return (f"a batched packing of {a.rows} samples costs as much as one of "
+                    "thousands; model.encrypt(x) packs a few samples one per ciphertext")
         return None
+
+    def planning(self) -> Planning:
+        """What the levelled lowering assumes before keys exist (N = 16384)."""
+        return DEFAULT_PLANNING
 
     # ---- splitting work between processes (pets.compiler.parallel) ----------------------
 
@@ -672,9 +686,9 @@ class CKKSBackend(Backend):
         return backend
 
 
-def _products(requirements: Requirements) -> list[tuple[int, int, list[int]]] | None:
-    """The per-sample products a compiled model describes in ``extra["products"]``."""
-    described = (requirements.extra or {}).get("products")
+def _products(requirements: LevelledRequirements) -> list[tuple[int, int, list[int]]] | None:
+    """The per-sample products a compiled model describes (``products``)."""
+    described = requirements.products
     if described is None:
         return None
     try:
@@ -690,10 +704,9 @@ def _products(requirements: Requirements) -> list[tuple[int, int, list[int]]] | 
     return products
 
 
-def _check_calibrated_range(matrix: np.ndarray, requirements: Requirements) -> None:
+def _check_calibrated_range(matrix: np.ndarray, requirements: LevelledRequirements) -> None:
     """Refuse (or warn about) inputs beyond the range a compiled model was calibrated for."""
-    extra = requirements.extra or {}
-    bound, mode = extra.get("input_bound"), extra.get("check_range", "raise")
+    bound, mode = requirements.input_bound, requirements.check_range
     if bound is None or mode == "off":
         return
     largest = float(np.max(np.abs(matrix), initial=0.0))

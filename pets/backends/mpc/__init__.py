@@ -69,8 +69,8 @@ class MPCBackend(Backend):
     tolerance: ClassVar[float] = 2e-3
     layouts: ClassVar[tuple[str, ...]] = ("shares",)
     capabilities: ClassVar[Capabilities] = Capabilities(
-        comparisons=True, private_weights=True, levels=False, rotation_keys=False,
-        packings=("shares",), max_rank=None, training=True, parties="N + a dealer",
+        comparisons=True, private_weights=True,
+        max_rank=None, training=True, parties="N + a dealer",
     )
 
     def __init__(

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 import pets
+from pets.backends.levelled import LevelledRequirements
 from pets_benchmarks.matrix.cells import Cell
 from pets_benchmarks.matrix.config import MatrixConfig
 from pets_benchmarks.matrix.techniques.base import (
@@ -85,9 +86,10 @@ class CKKS(Technique):
             # the bound pets tracks for x @ W: |x| times the largest column sum of |W|
             largest = float(np.abs(workload.x).max()) * max(
                 1.0, float(np.abs(workload.weight).sum(axis=0).max()))
-            requirements = pets.Requirements(depth=1, matmul_shapes=((n, m),),
-                                             first_product=(n, m), max_abs=largest,
-                                             max_rows=workload.rows)
+            requirements = pets.Requirements(
+                max_abs=largest, max_rows=workload.rows,
+                extension=LevelledRequirements(depth=1, matmul_shapes=((n, m),),
+                                               first_product=(n, m)))
             be.prepare(requirements)
         else:
             model = pets.compile(load_net(workload.arch, workload.state), backend=be,
