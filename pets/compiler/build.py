@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,23 +39,13 @@ from pets.compiler.lowering import Activation, Linear, Lowering
 from pets.compiler.lowering import Polynomial as PolynomialLowering
 from pets.compiler.lowering import Product as ProductLowering
 from pets.compiler.lowering import Square as SquareLowering
+from pets.compiler.lowerings import CompileOptions
 from pets.errors import ModelIssue, UnsupportedModelError
 from pets.slots import SparseMatrix
 
-__all__ = ["ApproximationOptions", "Program", "build"]
+__all__ = ["Program", "build"]
 
 Interval = tuple[float, float]
-
-
-@dataclass(frozen=True)
-class ApproximationOptions:
-    """How activations are approximated (see :func:`pets.compiler.compile`)."""
-
-    ranges: Mapping[str, Interval] = field(default_factory=dict)
-    activation_range: Interval | None = None
-    degree: int | None = None
-    degrees: Mapping[str, int] = field(default_factory=dict)
-    margin: float = 0.1
 
 
 @dataclass
@@ -76,7 +66,7 @@ def _flat(value: Any, batch: int) -> np.ndarray:
 class _Builder:
     def __init__(
         self, traced: TracedModel, lowerings: Mapping[fx.Node, Lowering],
-        options: ApproximationOptions,
+        options: CompileOptions,
     ) -> None:
         self.traced = traced
         self.lowerings = lowerings
@@ -260,7 +250,7 @@ class _Builder:
 
 
 def build(
-    traced: TracedModel, lowerings: Mapping[fx.Node, Lowering], options: ApproximationOptions
+    traced: TracedModel, lowerings: Mapping[fx.Node, Lowering], options: CompileOptions
 ) -> Program:
     """The layers computing ``traced``; raises :class:`UnsupportedModelError` on any issue."""
     builder = _Builder(traced, lowerings, options)

@@ -161,10 +161,12 @@ class ExactModel(PrivateModel):
         return to_torch(self, to=to)
 
 
-@register_model_lowering(EXACT)
 def lower_exact(module: Source, tensor: torch.Tensor, backend: Backend,
                 options: CompileOptions) -> ExactModel:
     """The exact lowering: the exported graph run op by op (see :mod:`pets.compiler.exact`)."""
     program = ExactProgram(module, tensor, ranges=options.ranges, margin=options.margin)
     return ExactModel(backend=backend, program=program, example=tensor.numpy(),
                       weights_from=options.weights_from, max_rows=options.max_rows)
+
+
+register_model_lowering(EXACT, lower_exact)

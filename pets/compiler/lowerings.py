@@ -64,14 +64,9 @@ ModelLowering = Callable[[Source, torch.Tensor, Backend, CompileOptions], "Priva
 _LOWERINGS: dict[str, ModelLowering] = {}
 
 
-def register_model_lowering(name: str) -> Callable[[ModelLowering], ModelLowering]:
-    """Make a lowering available to backends whose ``lowering`` is ``name``."""
-
-    def decorate(function: ModelLowering) -> ModelLowering:
-        _LOWERINGS[name] = function
-        return function
-
-    return decorate
+def register_model_lowering(name: str, lowering: ModelLowering) -> None:
+    """Make ``lowering`` available to backends whose ``lowering`` attribute is ``name``."""
+    _LOWERINGS[name] = lowering
 
 
 def lowering_names() -> list[str]:

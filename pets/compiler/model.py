@@ -32,7 +32,7 @@ from pets.backends.levelled import (
     levelled_backend,
 )
 from pets.compiler.approximate import Approximation
-from pets.compiler.build import ApproximationOptions, Program
+from pets.compiler.build import Program
 from pets.compiler.graph import trace
 from pets.compiler.layers import Affine, Layer, Polynomial
 from pets.compiler.lowerings import LEVELLED, CompileOptions, Source, register_model_lowering
@@ -514,7 +514,6 @@ class _Progress:
 logger = logging.getLogger(__name__)
 
 
-@register_model_lowering(LEVELLED)
 def lower_levelled(module: Source, tensor: torch.Tensor, backend: Backend,
                    options: CompileOptions) -> PrivateModel:
     """The levelled-SIMD lowering: fused affine maps and polynomials (see the module)."""
@@ -526,17 +525,16 @@ def lower_levelled(module: Source, tensor: torch.Tensor, backend: Backend,
         )
     traced = trace(module, tensor)
     lowerings = validate(traced)
-    approximation = ApproximationOptions(
-        ranges=dict(options.ranges), activation_range=options.activation_range,
-        degree=options.degree, degrees=dict(options.degrees), margin=options.margin,
-    )
     assert traced.output_node is not None
     expected = traced.values[traced.output_node].reshape(len(tensor), -1).numpy()
     flat = tensor.reshape(len(tensor), -1).numpy()
-    program = build_within(traced, lowerings, approximation, options.precision, expected, flat)
+    program = build_within(traced, lowerings, options, options.precision, expected, flat)
     model = PrivateModel(
         backend=backend, program=program, example=flat, expected=expected,
         max_rows=options.max_rows, precision=options.precision, input_margin=options.margin,
     )
     backend.prepare(model.requirements)
     return model
+
+
+register_model_lowering(LEVELLED, lower_levelled)

@@ -19,10 +19,11 @@ from dataclasses import replace
 import numpy as np
 from torch import fx
 
-from pets.compiler.build import ApproximationOptions, Program, build
+from pets.compiler.build import Program, build
 from pets.compiler.graph import TracedModel
 from pets.compiler.layers import Polynomial
 from pets.compiler.lowering import Lowering
+from pets.compiler.lowerings import CompileOptions
 from pets.compiler.precision import ApproximationWarning, target_precision
 
 __all__ = ["build_within", "simulate_program"]
@@ -49,7 +50,7 @@ def _agrees(out: np.ndarray, expected: np.ndarray, precision: float | str, targe
 
 
 def build_within(
-    traced: TracedModel, lowerings: Mapping[fx.Node, Lowering], options: ApproximationOptions,
+    traced: TracedModel, lowerings: Mapping[fx.Node, Lowering], options: CompileOptions,
     precision: float | str | None, expected: np.ndarray, flat: np.ndarray,
 ) -> Program:
     """:func:`build`, then refine the approximations for ``precision`` (see the module
