@@ -56,8 +56,8 @@ class HybridBackend(MPCBackend):
     """One of the two parties of a hybrid run (client rank 0, owner rank 1)."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
-        comparisons=True, private_weights=True, levels=False, rotation_keys=False,
-        packings=("shares",), max_rank=None, training=False,
+        comparisons=True, private_weights=True,
+        max_rank=None, training=False,
         parties="2: client (rank 0) and owner (rank 1), no dealer",
     )
 
