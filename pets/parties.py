@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from pets.errors import InsecureProviderWarning, ParameterError, PartyError, PetsError
+from pets.launchable import check_launchable
 
 __all__ = ["Party", "run_parties"]
 
@@ -101,6 +102,7 @@ def run_parties(
                              f"encryption), got {provider!r}")
     if provider == "tfp":
         warnings.warn(insecure_provider_message(), InsecureProviderWarning, stacklevel=2)
+    check_launchable(fn)  # a nested fn or an unguarded script, named before any process starts
     try:
         pickle.dumps((fn, tuple(args), backend_options))
     except (pickle.PicklingError, AttributeError, TypeError) as exc:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from pets.backends.base import Backend
+from pets.compiler.advice import check_index_lookups, warn_if_inaccurate
 from pets.compiler.approximate import DEFAULT_DEGREES, Approximation
 from pets.compiler.lowering import (
     Activation,
@@ -148,6 +149,7 @@ def compile(
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
     module = as_module(module)
+    check_index_lookups(module, example_input)
     tensor = _example_tensor(example_input)
     lowering = backend.lowering if approximate is None else (
         LEVELLED if approximate else EXACT)
@@ -161,4 +163,6 @@ def compile(
         degrees=dict(degrees or {}), margin=margin, max_rows=max_rows,
         weights_from=weights_from, precision=precision,
     )
-    return lowering_named(lowering)(module, tensor, backend, options)
+    model = lowering_named(lowering)(module, tensor, backend, options)
+    warn_if_inaccurate(model, module, tensor, precision)
+    return model
