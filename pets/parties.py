@@ -79,7 +79,7 @@ def run_parties(
     >>> run_parties(_rank_and_count, parties=2, timeout=20)
     [(0, 2), (1, 2)]
     """
-    from pets.backends.mpc.engine import MPCConfig, insecure_provider_message
+    from pets.backends.mpc.engine import MPCConfig, _check_device, insecure_provider_message
 
     if backend == "hybrid":  # client + owner, triples made by the two of them under HE
         if parties != 2:
@@ -103,6 +103,7 @@ def run_parties(
     if provider == "tfp":
         warnings.warn(insecure_provider_message(), InsecureProviderWarning, stacklevel=2)
     check_launchable(fn)  # a nested fn or an unguarded script, named before any process starts
+    _check_device(device)  # before any process starts: each would refuse it alone
     try:
         pickle.dumps((fn, tuple(args), backend_options))
     except (pickle.PicklingError, AttributeError, TypeError) as exc:

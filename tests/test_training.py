@@ -147,3 +147,11 @@ def test_progress_callback_and_early_stopping() -> None:
     assert re.fullmatch(r"epoch 1/30: [0-9.]+ s, validation accuracy [0-9.]+", lines[0])
     stopped = model.fit(be.encrypt(x), be.encrypt(np.eye(2)[y]), epochs=5, callback=lambda h: True)
     assert (stopped.epochs, stopped.stopped) == (1, "callback")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal needs a machine without CUDA")
+def test_cuda_parties_are_refused_clearly_without_a_gpu() -> None:
+    with pytest.raises(pets.ParameterError, match=re.escape(
+        "device 'cuda' asked for, but torch sees no CUDA GPU; use device='cpu'"
+    )):
+        pets.run_parties(_net, parties=3, device="cuda")

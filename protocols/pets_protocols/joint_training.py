@@ -29,7 +29,7 @@ import numpy as np
 
 import pets
 
-__all__ = ["JointTrainingResult", "cancer_split", "run"]
+__all__ = ["SETTINGS", "JointTrainingResult", "cancer_split", "fit_options", "run"]
 
 
 @dataclass
@@ -77,8 +77,19 @@ def _model() -> Any:
     return torch.nn.Sequential(torch.nn.Linear(30, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
 
 
-#: training settings every party uses (public)
-SETTINGS = {"epochs": 4, "lr": 0.3, "batch_size": 128, "seed": 11}
+#: training settings every party uses (public); ``dp_epsilon`` (if set) trains with DP-SGD
+SETTINGS: dict[str, Any] = {"epochs": 4, "lr": 0.3, "batch_size": 128, "seed": 11}
+
+
+def fit_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` as ``fit`` keywords: ``dp_epsilon`` becomes ``dp=pets.dp.SGD(...)``."""
+    import pets.dp
+
+    options = dict(settings)
+    epsilon = options.pop("dp_epsilon", None)
+    if epsilon is not None:
+        options["dp"] = pets.dp.SGD(epsilon=float(epsilon), delta=1e-5, max_grad_norm=1.0)
+    return options
 
 
 def _party(party: pets.Party, settings: dict[str, Any]) -> dict[str, Any]:
@@ -96,7 +107,7 @@ def _party(party: pets.Party, settings: dict[str, Any]) -> dict[str, Any]:
                          for r in range(party.parties)], axis=0)
         y = pets.concat([be.encrypt(mine_y if r == rank else None, src=r)
                          for r in range(party.parties)], axis=0)
-        model.fit(x, y, **settings)
+        model.fit(x, y, **fit_options(settings))
     # party 0 asks the shared model about its test rows; only party 0 learns the answers
     query = model.encrypt(x_test if rank == 0 else None, src=0)
     answers = model.decrypt(model(query), to=0)
@@ -110,7 +121,8 @@ def pooled_accuracy(settings: dict[str, Any] | None = None) -> float:
     x_train, y_train, x_test, y_test = cancer_split()
     be = pets.backend("plain")
     model = pets.compile(_model(), backend=be, example_input=np.zeros((2, 30)))
-    model.fit(be.encrypt(x_train), be.encrypt(np.eye(2)[y_train]), **(settings or SETTINGS))
+    model.fit(be.encrypt(x_train), be.encrypt(np.eye(2)[y_train]),
+              **fit_options(settings or SETTINGS))
     return float((model.predict(x_test).argmax(axis=1) == y_test).mean())
 
 
