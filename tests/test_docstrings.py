@@ -24,6 +24,7 @@ MODULES = [
     "pets.compiler.training",
     "pets.compiler.optimisers",
     "pets.dp.sgd",
+    "pets.backends.mpc.snapshot",
     "pets.functions",
     "pets.backends.mpc",
     "pets.cli",

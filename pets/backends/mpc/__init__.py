@@ -30,7 +30,7 @@ from __future__ import annotations
 import secrets
 import warnings
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from typing import Any, ClassVar
 
 import numpy as np
@@ -318,10 +318,15 @@ class MPCBackend(Backend):
     def repeated_step(self, key: Any) -> AbstractContextManager[None]:
         """One run of a computation that repeats with the same shapes (e.g. a training step
         of one batch size): party 0 fetches its dealer requests in one round trip once two
-        runs agreed on them (:mod:`pets.backends.mpc.prefetch`)."""
+        runs agreed on them (:mod:`pets.backends.mpc.prefetch`), and CrypTen's settings are
+        read from a plain snapshot (:mod:`pets.backends.mpc.snapshot`)."""
         from pets.backends.mpc.prefetch import repeated_step
+        from pets.backends.mpc.snapshot import frozen_settings
 
-        return repeated_step(key)
+        stack = ExitStack()
+        stack.enter_context(frozen_settings())
+        stack.enter_context(repeated_step(key))
+        return stack
 
     def add_noise(self, tensor: Any, mechanism: Any) -> Any:
         """Each party adds ``mechanism.noise_share(shape, parts=parties)`` to its own share
