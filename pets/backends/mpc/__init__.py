@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import secrets
 import warnings
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -59,6 +59,13 @@ def _torch() -> Any:
     import torch
 
     return torch
+
+
+@contextmanager
+def _both(first: AbstractContextManager[None], second: AbstractContextManager[None]
+          ) -> Iterator[None]:
+    with first, second:
+        yield
 
 
 @register_backend("mpc")
@@ -323,10 +330,7 @@ class MPCBackend(Backend):
         from pets.backends.mpc.prefetch import repeated_step
         from pets.backends.mpc.snapshot import frozen_settings
 
-        stack = ExitStack()
-        stack.enter_context(frozen_settings())
-        stack.enter_context(repeated_step(key))
-        return stack
+        return _both(frozen_settings(), repeated_step(key))
 
     def add_noise(self, tensor: Any, mechanism: Any) -> Any:
         """Each party adds ``mechanism.noise_share(shape, parts=parties)`` to its own share
