@@ -6,7 +6,8 @@ half the round-trip time (RTT/2) plus its size over the bandwidth:
 
 * the MPC communicator (one exchange: every party sends and receives at once,
   over a full-duplex link) waits ``RTT/2 + max(sent, received) / bandwidth``;
-  traffic to and from the dealer is preprocessing and is not delayed;
+  offline traffic (the dealer's, or triples made under HE) is preprocessing
+  and is not delayed;
 * the service's HTTP client (a request, then its answer) waits
   ``RTT + (sent + received) / bandwidth``.
 
