@@ -36,22 +36,14 @@ def _digits(count: int) -> tuple[torch.Tensor, np.ndarray]:
 
 
 def _cnn() -> nn.Module:
-    """ReLU + max-pool CNN on 8x8 digits, trained for a few steps (seeded)."""
+    """ReLU + max-pool CNN on 8x8 digits (seeded; equality with torch holds for any weights)."""
     torch.manual_seed(0)
-    from sklearn.datasets import load_digits
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(64, 10)).eval()
 
-    data = load_digits()
-    x = torch.tensor(data.images[:1200] / 16.0, dtype=torch.float32).unsqueeze(1)
-    y = torch.tensor(data.target[:1200])
-    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Flatten(), nn.Linear(64, 10))
-    optimiser = torch.optim.Adam(net.parameters(), lr=0.02)
-    with torch.enable_grad():
-        for _ in range(60):
-            optimiser.zero_grad()
-            nn.functional.cross_entropy(net(x), y).backward()
-            optimiser.step()
-    return net.eval()
+
+#: the cases that multiply (triples under HE); the rest are local on shares as under mpc
+HYBRID_CASES = ("matmul", "mlp", "mul_private", "square", "linear_layer", "sum_all")
 
 
 def _party_run(party: pets.Party) -> dict[str, Any]:
@@ -60,11 +52,11 @@ def _party_run(party: pets.Party) -> dict[str, Any]:
     data = np.random.default_rng(3).uniform(-1, 1, size=(5, 6))
     operand = np.random.default_rng(5).uniform(-1, 1, size=data.shape)
     started = time.perf_counter()
-    for name, case in sorted(CASES.items()):
+    for name in HYBRID_CASES:
         x = be.encrypt(data if party.rank == 0 else None, src=0)
-        results[name] = be.decrypt(case(x, operand))
+        results[name] = be.decrypt(CASES[name](x, operand))
     results["cases_seconds"] = time.perf_counter() - started
-    images, _ = _digits(3)
+    images, _ = _digits(2)
     net = _cnn() if party.rank == 1 else nn.Sequential(  # the client knows the architecture
         nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 10))
     with pets.measure() as cost:
@@ -72,6 +64,10 @@ def _party_run(party: pets.Party) -> dict[str, Any]:
         x = model.encrypt(images.numpy() if party.rank == 0 else None, src=0)
         results["logits"] = model.decrypt(model(x), to=0)
     results["cost"] = (cost.bytes_sent, cost.rounds, dict(cost.extra), cost.seconds)
+    try:  # the owner's weights times its own weights: refused on both sides, before any message
+        _unsupported(party)
+    except pets.UnsupportedOperationError as exc:
+        results["unsupported"] = str(exc)
     return results
 
 
@@ -84,8 +80,8 @@ def test_hybrid_runs_the_conformance_cases(parties: list[dict[str, Any]]) -> Non
     plain = pets.backend("plain")
     data = np.random.default_rng(3).uniform(-1, 1, size=(5, 6))
     operand = np.random.default_rng(5).uniform(-1, 1, size=data.shape)
-    for name, case in CASES.items():
-        expected = plain.decrypt(case(plain.encrypt(data), operand))
+    for name in HYBRID_CASES:
+        expected = plain.decrypt(CASES[name](plain.encrypt(data), operand))
         np.testing.assert_allclose(parties[0][name], expected, atol=TOLERANCE, rtol=0,
                                    err_msg=name)
 
@@ -93,7 +89,7 @@ def test_hybrid_runs_the_conformance_cases(parties: list[dict[str, Any]]) -> Non
 def test_cnn_predictions_equal_torch_and_reach_the_client_only(
     parties: list[dict[str, Any]],
 ) -> None:
-    images, _ = _digits(3)
+    images, _ = _digits(2)
     with torch.no_grad():
         expected = _cnn()(images).numpy()
     client, owner = parties
@@ -143,7 +139,7 @@ def _owner_dies(party: pets.Party) -> Any:
 
 def test_an_owner_that_dies_mid_protocol_is_a_party_error() -> None:
     with pytest.raises(pets.PartyError, match="party 1 failed: exited with code 3"):
-        pets.run_parties(_owner_dies, parties=2, backend="hybrid", timeout=20)
+        pets.run_parties(_owner_dies, parties=2, backend="hybrid", timeout=10)
 
 
 class _WeightsTimesWeights(nn.Module):
@@ -163,10 +159,11 @@ def _unsupported(party: pets.Party) -> Any:
     return model.decrypt(model(x), to=0)
 
 
-def test_a_layer_the_hybrid_cannot_run_is_named() -> None:
-    with pytest.raises(pets.PartyError, match="the hybrid backend cannot run matmul of two of "
-                                              "its parameters"):
-        pets.run_parties(_unsupported, parties=2, backend="hybrid", timeout=60)
+def test_a_layer_the_hybrid_cannot_run_is_named(parties: list[dict[str, Any]]) -> None:
+    for party in parties:
+        assert party["unsupported"].startswith(
+            "the hybrid backend cannot run matmul of two of the owner's parameters: the owner's "
+            "parameters stay on the owner in the clear")
 
 
 def test_hybrid_needs_exactly_two_parties() -> None:

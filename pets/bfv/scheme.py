@@ -179,13 +179,11 @@ class Keys:
 
     def query(self, values: Sequence[np.ndarray]) -> list[bytes]:
         """Encrypt one vector per plaintext modulus (residues below it) under this party's key."""
-        seal = _sealapi()
         blobs = []
         for modulus, encryptor, vector in zip(self.moduli, self._encryptors, values, strict=True):
-            for chunk in self._chunks(vector):
-                ct = seal.Ciphertext()
-                encryptor.encrypt_symmetric(modulus.encode(chunk), ct)
-                blobs.append(seal_io.dump(ct, "a query"))
+            for chunk in self._chunks(vector):  # seeded: c1 travels as its PRNG seed (half)
+                seeded = encryptor.encrypt_symmetric(modulus.encode(chunk))
+                blobs.append(seal_io.dump(seeded, "a query"))
         return blobs
 
     def respond(self, blobs: Sequence[bytes], multipliers: Sequence[np.ndarray],

@@ -44,8 +44,8 @@ OWNER = 1
 
 def _unsupported(what: str) -> UnsupportedOperationError:
     return UnsupportedOperationError(
-        f"the hybrid backend cannot {what} with the owner's parameters: they stay on the owner "
-        "in the clear, and only products of private data with them (Linear, Conv2d, a "
+        f"the hybrid backend cannot {what}: the owner's parameters stay on the owner in the "
+        "clear, and only products of private data with them (Linear, Conv2d, a "
         "per-channel scale) and additions of them (biases) run under HE; compile without "
         "weights_from to share the weights instead, or use backend 'mpc'"
     )
@@ -107,7 +107,7 @@ class HybridBackend(MPCBackend):
     def _owned_product(self, op: str, a: Any, b: Any, **kwargs: Any) -> Any:
         if isinstance(a, Owned) and isinstance(b, Owned):
             if op != "mul":
-                raise _unsupported(f"run {op} of two of its parameters")
+                raise _unsupported(f"run {op} of two of the owner's parameters")
             return a.combine(b, np.multiply)
         if isinstance(a, Owned):
             if op != "mul":
@@ -129,8 +129,8 @@ class HybridBackend(MPCBackend):
                padding: tuple[int, int], dilation: tuple[int, int], groups: int) -> Any:
         if isinstance(weight, Owned):
             if isinstance(a, Owned) or groups != 1:
-                raise _unsupported("run a grouped convolution" if groups != 1 else
-                                   "convolve its parameters with each other")
+                raise _unsupported("run a grouped convolution of the owner's weights" if groups != 1
+                                   else "convolve the owner's parameters with each other")
             return self._owned_product("conv2d", a, weight, stride=stride, padding=padding,
                                        dilation=dilation)
         return super().conv2d(a, weight, stride=stride, padding=padding, dilation=dilation,
@@ -191,12 +191,12 @@ class HybridBackend(MPCBackend):
     def concat(self, natives: Sequence[Any], axis: int,
                shapes: Sequence[tuple[int, ...]]) -> Any:
         if any(isinstance(n, Owned) for n in natives):
-            raise _unsupported("join its parameters with private data")
+            raise _unsupported("join the owner's parameters with private data")
         return super().concat(natives, axis, shapes)
 
     def less_than_zero(self, a: Any) -> Any:
         if isinstance(a, Owned):
-            raise _unsupported("compare its parameters")
+            raise _unsupported("compare the owner's parameters")
         return super().less_than_zero(a)
 
     def matmul_plain(self, a: Any, matrix: np.ndarray) -> Any:
@@ -206,5 +206,5 @@ class HybridBackend(MPCBackend):
 
     def _dump_tensor(self, a: Any) -> tuple[dict[str, Any], list[bytes]]:
         if isinstance(a, Owned):
-            raise _unsupported("save them as shares")
+            raise _unsupported("save the owner's parameters as shares")
         return super()._dump_tensor(a)
