@@ -26,7 +26,7 @@ def federated(quick: bool, say: Say) -> None:
 
     def mlp() -> torch.nn.Module:
         torch.manual_seed(0)
-        return torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
+        return torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Tanh(),
                                    torch.nn.Linear(32, 10))
 
     say(f"{CLIENTS} clients, each holding about two digits' records, on Flower's simulation "
@@ -35,7 +35,7 @@ def federated(quick: bool, say: Say) -> None:
         "own budget file) and SecAgg+ (pairwise masks: the server unmasks only the sum); "
         f"client {CLIENTS - 1} drops out of round 2 after the key exchange")
     plain = fl.train(mlp(), clients, rounds=rounds, local_epochs=2, evaluate=(x_test, y_test))
-    secure = fl.train(mlp(), clients, rounds=rounds, local_epochs=2,
+    secure = fl.train(mlp(), clients, rounds=rounds, local_epochs=2, lr=0.5, batch_size=64,
                       dp=fl.SampleDP(epsilon=EPSILON), aggregation="secagg+",
                       drops={2: [CLIENTS - 1]}, evaluate=(x_test, y_test))
     for ours, theirs in zip(secure.history, plain.history, strict=True):

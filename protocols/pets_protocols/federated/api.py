@@ -59,7 +59,7 @@ from pets_protocols.federated.local import (
     predict,
     set_arrays,
 )
-from pets_protocols.federated.meter import RoundRecord
+from pets_protocols.federated.meter import RoundRecord, client_of
 from pets_protocols.federated.mod import SecureUpdateMod, open_global
 from pets_protocols.federated.options import ClientDP, SampleDP
 from pets_protocols.federated.privacy import DPSettings
@@ -224,7 +224,12 @@ def _pets_mode(setup: _Setup, keys: pets.Backend | None) -> Apps:
     """Client-level DP in the clear, or CKKS (with or without DP): pets' mod and strategy."""
     privacy = setup.client_dp
     secret = None if keys is None else keys.to_bytes(include_secret_key=True)
-    mod = SecureUpdateMod(privacy=privacy, key=secret, name="pets")
+    folder = setup.task.plan.budget_dir
+    mod = SecureUpdateMod(
+        privacy=privacy, key=secret, name="pets",
+        budget_file=None if folder is None or privacy is None else
+        lambda context: str(budget_file(folder, client_of(context))),
+    )
     minimum = privacy.noise_clients if privacy else min(2, setup.clients)
     strategy = SecureFedAvg(
         public_key=None if keys is None else keys.public().to_bytes(), min_clients=minimum,
@@ -273,8 +278,9 @@ def _secagg(setup: _Setup) -> Apps:
         hook=lambda r, arrays: setup.hook(r, dict(zip(names, arrays, strict=True))),
         run=setup.run, timeout=setup.timeout,
     )
-    client = secagg_client_app(setup.task, bound=UpdateBoundMod(bound, privacy),
-                               drops=setup.drops)
+    client = secagg_client_app(
+        setup.task, bound=UpdateBoundMod(bound, privacy, setup.task.plan.budget_dir),
+        drops=setup.drops)
     setup.to_arrays = lambda record: dict(zip(names, (a.numpy() for a in record.values()),
                                               strict=True))
     return server, client
@@ -369,7 +375,7 @@ def train(
     progress: Callable[[str], None] | None = None,
     drops: Mapping[int, Sequence[int]] | None = None,
     update_bound: float = 10.0,
-    timeout: float = 120.0,
+    timeout: float = 600.0,
     verbose: bool = False,
 ) -> TrainResult:
     """Train ``model`` (a torch classifier) federated over ``clients`` (one ``(x, y)`` each).
@@ -381,7 +387,8 @@ def train(
     strategy. ``drops={round: [client, ...]}``: those clients drop out of those rounds.
     ``update_bound``: the L2 bound on one client's update under ``"secagg+"`` (ClientDP's
     ``clip_norm`` instead, when given). ``progress``: called with one line per round.
-    ``verbose``: let Flower's and Ray's logs through.
+    ``timeout``: how long the server waits for the clients' replies at each step (a client
+    later than that counts as dropped out). ``verbose``: let Flower's and Ray's logs through.
     """
     with quiet_logs(verbose):
         return _train(model, clients, rounds=rounds, local_epochs=local_epochs, lr=lr,
@@ -451,12 +458,13 @@ def _result(setup: _Setup, dp: Any, aggregation: str, template: Any, folder: Pat
         set_arrays(model, setup.to_arrays(run.final) if is_state(run.final) or
                    aggregation == "secagg+" else record_parameters(run.final))
     epsilon: dict[int, float] | float | None = None
-    if isinstance(dp, SampleDP) and folder is not None:
-        epsilon = {i: pets.dp.Budget.load(budget_file(folder, i)).spent[0]
-                   for i in range(setup.clients) if budget_file(folder, i).exists()}
-    elif setup.client_dp is not None:
-        aggregated = sum(1 for record in history if record.clients > 0)
-        epsilon = float(setup.client_dp.budget_after(aggregated).spent[0]) if aggregated else 0.0
+    spent = {} if folder is None else {
+        i: pets.dp.Budget.load(budget_file(folder, i)).spent[0]
+        for i in range(setup.clients) if budget_file(folder, i).exists()}
+    if isinstance(dp, SampleDP):
+        epsilon = spent
+    elif setup.client_dp is not None:  # each client's participation: the most any spent
+        epsilon = max(spent.values(), default=0.0)
     return TrainResult(model=model, history=history, epsilon=epsilon, aggregation=aggregation,
                        seconds=time.perf_counter() - started, budget_dir=folder)
 

@@ -32,7 +32,7 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 from flwr.compat.common import recorddict_compat as compat
 
 import pets
-from pets_protocols.federated.local import Arrays, LocalPlan, fit_locally, predict
+from pets_protocols.federated.local import Arrays, LocalPlan, budget_file, fit_locally, predict
 from pets_protocols.federated.meter import client_of, who_mod
 from pets_protocols.federated.privacy import DPSettings
 from pets_protocols.federated.records import plain_record
@@ -164,9 +164,11 @@ class UpdateBoundMod:
     ``secaggplus_mod`` in the mods list, so that what SecAgg+ masks is already bounded.
     """
 
-    def __init__(self, bound: float, privacy: DPSettings | None = None) -> None:
+    def __init__(self, bound: float, privacy: DPSettings | None = None,
+                 budget_dir: str | None = None) -> None:
         self.bound = bound
         self.privacy = privacy
+        self.budget_dir = budget_dir
 
     def __call__(self, message: Message, context: Context,
                  call_next: Callable[[Message, Context], Message]) -> Message:
@@ -180,6 +182,13 @@ class UpdateBoundMod:
         update = np.concatenate([(n - s).ravel() for n, s in zip(new, start, strict=True)])
         update = update.astype(np.float64)
         if self.privacy is not None:
+            if self.budget_dir is not None:  # pay first; refused: nothing is sent
+                client = client_of(context)
+                try:
+                    self.privacy.pay_in_file(budget_file(self.budget_dir, client),
+                                             label=f"federated round {_round_of(message)}")
+                except pets.PetsError as exc:
+                    return _refusal(message, client, exc)
             update = self.privacy.privatize(update)
         else:
             norm = float(np.linalg.norm(update))

@@ -22,6 +22,7 @@ from typing import Any
 
 from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
 from flwr.common.constant import ErrorCode
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
@@ -191,8 +192,10 @@ class MeteredGrid(Grid):
         epsilon = _metric(reply.content, "epsilon")
         if epsilon is not None:
             self._epsilon[node] = epsilon
-        if reply.metadata.message_type.startswith("train"):
-            self._trained.add(node)
+        configs = reply.content.config_records.get(RECORD_KEY_CONFIGS)
+        masked = configs is not None and Key.MASKED_PARAMETERS in configs
+        if any(len(r) for r in reply.content.array_records.values()) or masked:
+            self._trained.add(node)  # it sent an update (under SecAgg+: a masked vector)
 
     def reject(self, node: int, reason: str) -> None:
         """The server left ``node``'s update out (it broke the protocol): say why."""
@@ -214,7 +217,7 @@ class MeteredGrid(Grid):
         count = max(1, len(took_part))
         record = RoundRecord(
             number=number,
-            clients=len([n for n in took_part if n in self._trained or n in self._up]),
+            clients=len([n for n in took_part if n in self._trained]),
             dropouts=sorted(
                 f"{self.name(n)}: {reason.removeprefix(self.name(n) + ': ')}"
                 for n, reason in self._failed.items()

@@ -139,7 +139,9 @@ class SecureUpdateMod:
     ``None`` sends updates without DP noise. ``key``: the federation's key-set bytes with
     the secret key (or a function of the ``Context``); ``None`` sends the noised update in
     the clear (the "DP only" mode). ``name`` keeps this mod's budget apart from others'
-    in the node's state.
+    in the node's state. ``budget_file``: a function of the ``Context`` giving the path of
+    the client's budget file; the budget then lives there (surviving a restart of the
+    node) instead of in the node's state.
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class SecureUpdateMod:
         privacy: DPSettings | Callable[[Context], DPSettings] | None = None,
         key: bytes | Callable[[Context], bytes] | None = None,
         name: str = "pets",
+        budget_file: Callable[[Context], str] | None = None,
     ) -> None:
         if privacy is None and key is None:
             raise pets.dp.DPConfigurationError(
@@ -158,6 +161,7 @@ class SecureUpdateMod:
         self.privacy = privacy
         self.key = key
         self.name = name
+        self.budget_file = budget_file
 
     # ---- the client's budget, kept in the node's state between messages ------------
 
@@ -166,6 +170,8 @@ class SecureUpdateMod:
 
     def _pay(self, settings: DPSettings, context: Context) -> pets.dp.Budget:
         """Record this round in the client's budget, or raise BudgetExceededError."""
+        if self.budget_file is not None:
+            return settings.pay_in_file(self.budget_file(context), label="federated round")
         record = context.state.config_records.get(self._state_key(), ConfigRecord({"rounds": 0}))
         paid = int(record["rounds"])  # type: ignore[arg-type]
         budget = settings.budget_after(paid)

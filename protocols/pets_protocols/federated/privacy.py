@@ -26,6 +26,7 @@ colludes with a key holder; :meth:`DPSettings.epsilon_of_one_update` states it.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,6 +134,14 @@ class DPSettings:
         budget = self.new_budget()
         for number in range(1, rounds + 1):
             budget.spend_mechanism(self.round_mechanism(), label=f"federated round {number}")
+        return budget
+
+    def pay_in_file(self, path: str | os.PathLike[str], label: str) -> pets.dp.Budget:
+        """Pay one round in the budget kept in ``path`` (created with these limits if new), or
+        raise ``BudgetExceededError`` with nothing recorded. The file outlives the process."""
+        budget = pets.dp.Budget.open(path, epsilon=self.budget_epsilon, delta=self.budget_delta,
+                                     composition="rdp")
+        budget.spend_mechanism(self.round_mechanism(), label=label)
         return budget
 
     def epsilon_of_one_update(self, rounds: int) -> float:

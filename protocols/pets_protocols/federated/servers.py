@@ -130,6 +130,7 @@ class UpdateFedAvg:
                     accept_failures=True,
                 )
                 self.current = initial
+                self.aggregated: set[int] = set()
                 self.bound, self.noise_std, self.meter = bound, noise_std, meter
                 self.size = sum(int(a.size) for a in initial)
 
@@ -138,6 +139,7 @@ class UpdateFedAvg:
                 failures: list[tuple[ClientProxy, FitRes] | BaseException],
             ) -> tuple[Parameters | None, dict[str, Scalar]]:
                 meter = self.meter()
+                self.aggregated.add(server_round)
                 if not results:
                     return ndarrays_to_parameters(self.current), {}
                 mean = parameters_to_ndarrays(results[0][1].parameters)
@@ -201,15 +203,19 @@ def secagg_server_app(
         record = ArrayRecord(list(ndarrays))
         run.final = record
         measures = hook(server_round, ndarrays)
+        if server_round > 0 and server_round not in strategy.aggregated:
+            run.meter.note("SecAgg+ stopped this round: too few clients answered a stage in time "
+                           "for the threshold; nothing was aggregated and the model was kept")
         run.meter.close_round(server_round, **measures)
         if server_round == 0:
             run.meter.records.pop()
 
+    strategy = UpdateFedAvg(initial=initial, bound=bound, noise_std=noise_std,
+                            meter=lambda: run.meter, clients=clients, evaluate=evaluate)
+
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         run.meter = MeteredGrid(grid, check=_masked_vector_check(shapes))
-        strategy = UpdateFedAvg(initial=initial, bound=bound, noise_std=noise_std,
-                                meter=lambda: run.meter, clients=clients, evaluate=evaluate)
         legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=rounds),
                                strategy=strategy)
         workflow = DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(
