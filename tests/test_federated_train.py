@@ -36,6 +36,7 @@ from pets_protocols.federated.local import (
     noise_multiplier_for,
     predict,
 )
+from pets_protocols.federated.meter import WHO, MeteredGrid
 from pets_protocols.federated.records import plain_record
 from pets_protocols.federated.servers import UpdateFedAvg, _masked_vector_check, secagg_shares
 from sklearn.datasets import load_digits
@@ -247,3 +248,33 @@ def test_an_aggregate_past_the_sum_of_the_bounds_is_refused() -> None:
     assert np.allclose(round_with(5.0), 0.4)  # norm 10 > 1: refused, the model kept
     assert meter.notes == ["the aggregate's norm 10 exceeds what 3 updates bounded by 1 can "
                            "reach (1): some client skipped the bound; round refused, model kept"]
+
+
+class _Replies:
+    """An inner grid answering each message with the content it was built with."""
+
+    def __init__(self, answers: dict[int, RecordDict]) -> None:
+        self.answers = answers
+
+    def send_and_receive(self, messages: list[Message], *, timeout: float | None = None
+                         ) -> list[Message]:
+        return [Message(self.answers[m.metadata.dst_node_id], reply_to=m) for m in messages]
+
+
+def test_a_malformed_update_is_dropped_and_its_client_named(flower_task: None) -> None:
+    initial = get_arrays(mlp())
+    broken = copy.deepcopy(initial)
+    broken["0.weight"] = np.zeros((3, 3), dtype=np.float32)
+    answers = {node: RecordDict({"arrays": plain_record(arrays),
+                                 WHO: ConfigRecord({"client": node - 1})})
+               for node, arrays in ((1, initial), (2, broken))}
+    grid = MeteredGrid(_Replies(answers), check=_plain_check(list(initial), initial))  # type: ignore[arg-type]
+    sent = [Message(RecordDict({"arrays": plain_record(initial)}), dst_node_id=node,
+                    message_type="train") for node in (1, 2)]
+    replies = list(grid.send_and_receive(sent))
+    assert [r.has_error() for r in replies] == [False, True]
+    record = grid.close_round(1)
+    assert record.clients == 1
+    assert len(record.dropouts) == 1 and record.dropouts[0].startswith(
+        "client 1: sent arrays {")
+    assert record.dropouts[0].endswith("left out of the round")

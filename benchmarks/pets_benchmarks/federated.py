@@ -163,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     parser.add_argument("--splits", default="iid,label")
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=0.1,
+                        help="SGD rate of the settings without DP-SGD (those use DP_SGD's)")
     parser.add_argument("--drop-one", action="store_true",
                         help="a different client drops out of every round")
     parser.add_argument("--json", help="also write the rows to this file")
@@ -177,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
                     if setting == "pooled" and (clients, split) != (counts[0], "iid"):
                         continue
                     row = measure(dataset, setting, clients=clients, split=split,
-                                  rounds=rounds, drop_one=args.drop_one)
+                                  rounds=rounds, drop_one=args.drop_one, lr=args.lr)
                     print(format_table([row]).splitlines()[-1], flush=True)
                     rows.append(row)
     print(format_table(rows))
