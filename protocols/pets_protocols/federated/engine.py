@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
+import pets
+
 __all__ = ["quiet_logs", "simulate_apps"]
 
 _NOISY = ("flwr", "ray", "pets_protocols.federated", "absl")
@@ -65,6 +67,11 @@ def simulate_apps(server: ServerApp, client: ClientApp, *, supernodes: int,
                                 "init_args": init_args},  # type: ignore[dict-item]
                 verbose_logging=False,
             )
+        except RuntimeError as exc:  # Flower's "Simulation Runtime crashed" and the like
+            raise pets.PartyError(
+                f"Flower's simulation engine stopped: {exc} (e.g. Ray could not start its "
+                "workers on an overloaded machine). Fix: run again; verbose=True shows its log"
+            ) from exc
         finally:
             if previous is not None:
                 os.environ["RAY_DEDUP_LOGS"] = previous
