@@ -207,7 +207,7 @@ class Backend(ABC):
     layouts: ClassVar[tuple[str, ...]] = ("dense",)
     capabilities: ClassVar[Capabilities] = Capabilities()
     #: the lowering ``pets.compile`` hands a model to for this backend (a name in
-    #: :func:`pets.compiler.lowerings.lowering`): ``"exact"`` (op by op) or ``"levelled"``
+    #: :func:`pets.compiler.lowerings.lowering_named`): ``"exact"`` (op by op) or ``"levelled"``
     #: (fused affine maps and polynomials, for HE backends)
     lowering: ClassVar[str] = "exact"
 
