@@ -54,7 +54,6 @@ from pets.dp.training import InsecureRNGWarning, PrivateTraining, fix_model, mak
 from pets.errors import BudgetExceededError, BudgetFileError, DPConfigurationError, PrivacyError
 
 __all__ = [
-    "SGD",
     "AdditiveMechanism",
     "AttackResult",
     "AuditReport",
@@ -72,6 +71,7 @@ __all__ = [
     "PrivacyError",
     "PrivateTraining",
     "RandomizedResponse",
+    "SGD",
     "audit",
     "clip_l2",
     "clip_values",
