@@ -37,7 +37,10 @@ _GUARD = 'if __name__ == "__main__":'
 def check_launchable(fn: Callable[..., Any], *, caller: str = "run_parties") -> None:
     """Raise :class:`ParameterError` unless spawned processes can import ``fn`` by name
     and the main script does not start the parties again when they import it."""
-    target = fn.func if isinstance(fn, functools.partial) else fn
+    target: Any = fn.func if isinstance(fn, functools.partial) else fn
+    bound = inspect.ismethod(target)  # pickled as (its object, its name): no lookup by name
+    if bound:
+        target = target.__func__
     module_name = getattr(target, "__module__", None)
     qualname = getattr(target, "__qualname__", None)
     if not callable(target) or module_name is None or qualname is None:
@@ -60,7 +63,7 @@ def check_launchable(fn: Callable[..., Any], *, caller: str = "run_parties") -> 
                 "which party processes cannot import. Fix: put it in a .py file (a module), "
                 "import it from there, and pass the imported function"
             )
-    else:
+    elif not bound:
         _check_importable(target, module_name, qualname, caller)
     if main is not None and getattr(main, "__file__", None):
         _check_guarded(main, caller)

@@ -112,3 +112,14 @@ def test_a_guarded_script_runs(tmp_path: Path) -> None:
 def test_a_lambda_is_refused_in_process() -> None:
     with pytest.raises(ParameterError, match=r"run_parties gets a lambda: .* Fix: define it"):
         pets.run_parties(lambda party: party.rank, parties=2)
+
+
+class _Worker:
+    def run(self, party: pets.Party) -> int:
+        return party.rank
+
+
+def test_a_bound_method_of_a_module_level_class_passes_the_check() -> None:
+    from pets.launchable import check_launchable
+
+    check_launchable(_Worker().run)  # pickle carries it as (the object, "run")
