@@ -118,3 +118,11 @@ def _complete(answer: bytes) -> bool:
     head, _, body = answer.partition(b"\r\n\r\n")
     match = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
     return match is not None and len(body) >= int(match.group(1))
+
+
+def resident_mib(pid: int) -> float:
+    """The resident memory of process ``pid`` (Linux /proc), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")

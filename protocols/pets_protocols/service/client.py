@@ -73,17 +73,20 @@ class InferenceClient:
     """A session with a ``pets serve`` server: ``infer(x)`` returns the decrypted outputs.
 
     ``backend_options`` go to ``pets.backend(...)``; depth and rotation keys are
-    sized from the requirements the server describes.
+    sized from the requirements the server describes. ``local_address`` is the address
+    this side connects from (on a host with several).
     """
 
     def __init__(self, url: str, *, timeout: float = 300.0,
-                 max_answer_bytes: int = DEFAULT_MAX_ANSWER, **backend_options: Any) -> None:
+                 max_answer_bytes: int = DEFAULT_MAX_ANSWER, local_address: str | None = None,
+                 **backend_options: Any) -> None:
         self.url = url.rstrip("/")
         self.max_answer_bytes = max_answer_bytes
         self.traffic = Traffic()
         self.session_id: str | None = None
         self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout, connect=10.0),
-                                  follow_redirects=False)
+                                  follow_redirects=False,
+                                  transport=httpx.HTTPTransport(local_address=local_address))
         try:
             self.description = self._fetch_description()
             self.input_shape = tuple(self.description.input_shape)
