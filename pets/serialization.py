@@ -43,6 +43,7 @@ from typing import Any
 from pets.errors import SerializationError
 
 __all__ = [
+    "HEADER_PREFIX",
     "MAX_BLOBS",
     "MAX_HEADER",
     "MIN_KEY_BYTES",
@@ -50,6 +51,7 @@ __all__ = [
     "is_authenticated",
     "pack",
     "unpack",
+    "unpack_header",
 ]
 
 MAGIC = b"PETS"
@@ -69,6 +71,8 @@ MAX_LABEL = 256
 MIN_KEY_BYTES = 16
 """Shortest HMAC key accepted (128 bits)."""
 _MAX_NESTING = 32
+HEADER_PREFIX = _PREFIX.size
+"""Bytes before the header (magic, version, header length)."""
 
 
 @dataclass
@@ -216,6 +220,59 @@ def _parse_header(raw: bytes, body_length: int) -> tuple[Envelope, list[int]]:
     return envelope, lengths
 
 
+def _read_prefix(data: bytes, size: int) -> tuple[bytes, int]:
+    """Magic and header length of pets data of ``size`` bytes starting with ``data``."""
+    magic = bytes(data[:4])
+    if (size < _PREFIX.size + _DIGEST or len(data) < _PREFIX.size
+            or magic not in (MAGIC, MAGIC_AUTHENTICATED)):
+        raise SerializationError(
+            "these bytes are not pets data (no PETS header); load only what pets' "
+            "to_bytes() produced — raw TenSEAL or CrypTen bytes are not accepted"
+        )
+    _, version, header_length = _PREFIX.unpack_from(data)
+    if version != FORMAT_VERSION:
+        raise SerializationError(
+            f"pets data format version {version} is not supported by this pets "
+            f"(which reads version {FORMAT_VERSION}); load it with the pets version that wrote it"
+        )
+    return magic, header_length
+
+
+def unpack_header(head: bytes, size: int, *, kind: str) -> Envelope:
+    """Kind, backend, key fingerprint and metadata of pets data of ``size`` bytes, read from
+    its first bytes ``head`` (``HEADER_PREFIX + MAX_HEADER`` are always enough).
+
+    Checked as :func:`unpack` checks them, except the trailer, which needs every byte:
+    a receiver checks a large body's header before keeping the rest, then unpacks it
+    whole. The envelope has no blobs.
+
+    >>> from pets.serialization import Envelope, pack, unpack_header
+    >>> data = pack(Envelope("tensor", "plain", "k1", {"rows": 1}, [b"abc"]))
+    >>> unpack_header(data[:200], len(data), kind="tensor").meta
+    {'rows': 1}
+    """
+    _, header_length = _read_prefix(head, size)
+    offset = _PREFIX.size + header_length
+    if header_length > MAX_HEADER or offset > size - _DIGEST:
+        raise SerializationError("pets data has an impossible header length; it is corrupted")
+    if len(head) < offset:
+        raise SerializationError(
+            f"pets data's header needs {offset} bytes, only {len(head)} were given")
+    envelope, lengths = _parse_header(bytes(head[_PREFIX.size : offset]), 1 << 62)
+    if offset + sum(lengths) != size - _DIGEST:
+        raise SerializationError(
+            f"pets data is truncated or corrupted: its header announces "
+            f"{offset + sum(lengths) + _DIGEST} bytes, {size} came; send or save the bytes "
+            "again without altering them"
+        )
+    if envelope.kind != kind:
+        raise SerializationError(
+            f"these bytes hold a pets {envelope.kind}, not a {kind}; "
+            f"use pets.load_{envelope.kind}() for them"
+        )
+    return envelope
+
+
 def unpack(data: bytes, *, kind: str, key: bytes | None = None) -> Envelope:
     """Validate and split pets bytes, expecting an object of ``kind``.
 
@@ -230,18 +287,7 @@ def unpack(data: bytes, *, kind: str, key: bytes | None = None) -> Envelope:
         )
     secret = None if key is None else _check_key(key)
     data = bytes(data)
-    magic = data[:4]
-    if len(data) < _PREFIX.size + _DIGEST or magic not in (MAGIC, MAGIC_AUTHENTICATED):
-        raise SerializationError(
-            "these bytes are not pets data (no PETS header); load only what pets' "
-            "to_bytes() produced — raw TenSEAL or CrypTen bytes are not accepted"
-        )
-    _, version, header_length = _PREFIX.unpack_from(data)
-    if version != FORMAT_VERSION:
-        raise SerializationError(
-            f"pets data format version {version} is not supported by this pets "
-            f"(which reads version {FORMAT_VERSION}); load it with the pets version that wrote it"
-        )
+    magic, header_length = _read_prefix(data, len(data))
     if magic == MAGIC_AUTHENTICATED and secret is None:
         raise SerializationError(
             "these pets bytes are authenticated (HMAC-SHA256 under a secret key); "

@@ -144,7 +144,7 @@ def test_a_closed_session_is_gone(server: Server) -> None:
     assert answer.json() == {"error": "MissingKeyError", "message": (
         f"no session '{session}' here: it was closed, expired after 600 s idle, or never "
         "existed; open a new one (POST /sessions with your public key set)")}
-    with pytest.raises(pets.PartyError, match="session is closed"):
+    with pytest.raises(pets.ServiceError, match="this client was closed"):
         client.infer(np.zeros((1, 8)))
 
 
@@ -152,7 +152,7 @@ def test_sessions_beyond_the_limit_are_refused_until_one_closes(server: Server) 
     open_now = httpx.get(f"{server.url}/health").json()["sessions"]
     clients = [InferenceClient(server.url) for _ in range(4 - open_now)]
     try:
-        with pytest.raises(pets.PartyError, match=re.escape(
+        with pytest.raises(pets.ServiceUnavailableError, match=re.escape(
             "the server refused the request (503): the server holds its maximum of 4 sessions"
         )):
             InferenceClient(server.url)
@@ -164,7 +164,7 @@ def test_sessions_beyond_the_limit_are_refused_until_one_closes(server: Server) 
 
 
 def test_unreachable_server_names_the_fix() -> None:
-    with pytest.raises(pets.PartyError, match=re.escape(
+    with pytest.raises(pets.ServiceUnavailableError, match=re.escape(
         "cannot reach http://127.0.0.1:1 (") and re.escape("start the server first (pets serve)")
     ):
         InferenceClient("http://127.0.0.1:1", timeout=5)

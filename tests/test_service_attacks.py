@@ -89,8 +89,8 @@ def forged(data: bytes, **meta: Any) -> bytes:
     ("POST", "/sessions", 400, "SerializationError"),
     ("POST", "/sessions/{sid}/inferences", 400, "SerializationError"),
     ("DELETE", "/sessions/%00PETW%FF", 404, "MissingKeyError"),
-    ("POST", "/model", 405, "PartyError"),
-    ("PUT", "/nowhere", 404, "PartyError"),
+    ("POST", "/model", 405, "RequestRefusedError"),
+    ("PUT", "/nowhere", 404, "RequestRefusedError"),
 ])
 def test_sixteen_garbage_bytes_to_any_endpoint_get_a_4xx(
     server: Server, client: InferenceClient, method: str, path: str, status: int, error: str,
@@ -321,7 +321,7 @@ def test_a_client_sending_a_byte_at_a_time_gets_408_and_blocks_no_one(
             assert other.infer(np.zeros((2, 8))).shape == (2, 3)
         threads[1].join(timeout=60)
         assert answers and answers[0].startswith(b"HTTP/1.1 408"), answers
-        assert b'"error":"PartyError"' in answers[0]
+        assert b'"error":"RequestRefusedError"' in answers[0]
         assert b"did not arrive within 3 s" in answers[0]
     finally:
         stop.set()
@@ -339,7 +339,7 @@ def test_a_second_request_in_one_session_while_one_runs_is_refused(
         sock.sendall((f"POST /sessions/{client.session_id}/inferences HTTP/1.1\r\nHost: x\r\n"
                       f"Content-Length: {len(tensor)}\r\n\r\n").encode() + tensor[:10])
         time.sleep(0.5)
-        refused(httpx.post(infer_url(server, client), content=tensor), 429, "PartyError",
+        refused(httpx.post(infer_url(server, client), content=tensor), 429, "RequestRefusedError",
                 "is already running an inference")
         sock.sendall(tensor[10:])
         sock.settimeout(60)

@@ -133,13 +133,17 @@ def test_an_answer_over_the_size_cap_is_cut_off(server: Scripted) -> None:
      "the server refused the request (422): wrong"),
     (as_json(422, {"error": "UnsupportedModelError", "message": "no"}), pets.CompileError,
      "the server refused the request (422): no"),
-    (as_json(500, {"error": "SystemExit", "message": "bye"}), pets.PartyError,
+    (as_json(500, {"error": "SystemExit", "message": "bye"}), pets.ServiceError,
      "the server refused the request (500): bye"),
-    (as_json(500, {"error": "ShapeMismatchError"}), pets.PartyError,
+    (as_json(500, {"error": "ShapeMismatchError"}), pets.ServiceError,
      "the server answered 500 without a pets error"),
-    (lambda body: (502, b"<html>Bad gateway</html>"), pets.PartyError,
+    (lambda body: (502, b"<html>Bad gateway</html>"), pets.ServiceError,
      "the server answered 502 without a pets error: b'<html>Bad gateway</html>'"),
-    (lambda body: (302, b""), pets.PartyError, "the server answered 302 without a pets error"),
+    (lambda body: (302, b""), pets.ServiceError, "the server answered 302 without a pets error"),
+    (lambda body: (503, b"full"), pets.ServiceUnavailableError,
+     "the server answered 503 without a pets error"),
+    (lambda body: (404, b"no"), pets.RequestRefusedError,
+     "the server answered 404 without a pets error"),
 ])
 def test_error_answers_become_the_named_pets_error_or_party_error(
     server: Scripted, answer: Route, error: type[Exception], message: str,
@@ -191,14 +195,14 @@ def test_an_answer_of_the_wrong_shape_is_refused(server: Scripted) -> None:
         client.infer(np.zeros((1, 4)))
 
 
-def test_a_server_that_never_answers_is_a_party_error(server: Scripted) -> None:
+def test_a_server_that_never_answers_is_unavailable(server: Scripted) -> None:
     def hang(body: bytes) -> Answer:
         time.sleep(5)
         return 200, b""
 
     server.answer_inferences(hang)
     client = InferenceClient(server.url, timeout=1)
-    with pytest.raises(pets.PartyError, match=re.escape(
+    with pytest.raises(pets.ServiceUnavailableError, match=re.escape(
         f"{server.url} did not answer POST /sessions/{'s' * 24}/inferences in time"
     )):
         client.infer(np.zeros((1, 4)))

@@ -32,7 +32,7 @@ class Clock:
 def test_an_idle_session_expires_and_its_keys_are_deleted(tmp_path: Path) -> None:
     clock = Clock()
     store = SessionStore(tmp_path, max_sessions=2, idle_timeout=10, clock=clock)
-    sid = store.reserve()
+    sid = store.reserve("10.0.0.1")
     store.key_path(sid).write_bytes(b"keys")
     store.add(Session(sid, "k", store.key_path(sid), 4, last_used=clock()))
     clock.now = 9.0
@@ -47,7 +47,7 @@ def test_an_idle_session_expires_and_its_keys_are_deleted(tmp_path: Path) -> Non
 def test_a_busy_session_does_not_expire_and_takes_one_request_at_a_time(tmp_path: Path) -> None:
     clock = Clock()
     store = SessionStore(tmp_path, max_sessions=2, idle_timeout=10, clock=clock)
-    sid = store.reserve()
+    sid = store.reserve("10.0.0.1")
     store.add(Session(sid, "k", store.key_path(sid), 4, last_used=clock()))
     with store.using(store.get(sid)):
         clock.now = 100.0
@@ -61,12 +61,30 @@ def test_a_busy_session_does_not_expire_and_takes_one_request_at_a_time(tmp_path
 
 def test_reservations_count_against_the_cap(tmp_path: Path) -> None:
     store = SessionStore(tmp_path, max_sessions=1, idle_timeout=10)
-    sid = store.reserve()
+    sid = store.reserve("10.0.0.1")
     with pytest.raises(Refusal, match=re.escape("maximum of 1 sessions")) as refusal:
-        store.reserve()
+        store.reserve("10.0.0.1")
     assert refusal.value.status == 503
     store.release(sid)
-    store.reserve()
+    store.reserve("10.0.0.1")
+
+
+def test_sessions_are_capped_per_client_as_well_as_in_total(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path, max_sessions=3, idle_timeout=10, max_per_client=2)
+    for _ in range(2):
+        sid = store.reserve("10.0.0.1")
+        store.add(Session(sid, "k", store.key_path(sid), 4, last_used=store.clock(),
+                          client="10.0.0.1"))
+    with pytest.raises(Refusal, match=re.escape(
+        "this client holds 2 sessions, the most one client may"
+    )) as refusal:
+        store.check_room("10.0.0.1")
+    assert refusal.value.status == 429
+    assert isinstance(refusal.value.error, pets.RequestRefusedError)
+    store.reserve("10.0.0.2")  # another client still gets one
+    with pytest.raises(Refusal, match=re.escape("maximum of 3 sessions")) as full:
+        store.reserve("10.0.0.3")
+    assert isinstance(full.value.error, pets.ServiceUnavailableError)
 
 
 class NoModel:
@@ -83,7 +101,7 @@ def test_a_worker_that_dies_is_replaced_and_the_request_gets_a_pets_error() -> N
         pool = WorkerPool(NoModel(), workers=1, cache_size=1)  # type: ignore[arg-type]
         try:
             first = (await pool.start())[0]
-            with pytest.raises(pets.PartyError, match="an evaluation worker died while this "
+            with pytest.raises(pets.WorkerError, match="an evaluation worker died while this "
                                "request was in it"):
                 await pool.run(os._exit, 3)  # what an engine segfault looks like from here
             return first, [await pool.run(ping)]

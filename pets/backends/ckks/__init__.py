@@ -305,6 +305,8 @@ class CKKSBackend(Backend):
     def _room_for(self, value: float) -> str:
         """The backend options that hold ``|values| <= value``, checked to exist."""
         depth = self.params.depth
+        if not math.isfinite(value):  # e.g. 4x a forged bound of 1e308
+            return "values this large cannot be held at a useful precision at any secure size"
         try:
             choose_parameters(depth, max_abs=value)
         except (ParameterError, ValueRangeError):

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 import pets
 from pets_protocols.service.config import ServiceConfig
 from pets_protocols.service.errors import install_error_handlers
+from pets_protocols.service.flight import BytesInFlight
 from pets_protocols.service.models import ModelSource
 from pets_protocols.service.routers import health, inferences, model, sessions
 from pets_protocols.service.schemas import Limits, ModelDescription
@@ -49,7 +50,9 @@ def describe_model(source: ModelSource, config: ServiceConfig) -> ModelDescripti
         requirements=reference.requirements.to_dict(),
         limits=Limits(max_rows=config.max_rows, max_request_bytes=config.max_request_bytes,
                       max_key_bytes=config.max_key_bytes, idle_timeout=config.idle_timeout,
-                      max_sessions=config.max_sessions),
+                      max_sessions=config.max_sessions,
+                      max_sessions_per_client=config.max_sessions_per_client,
+                      max_connections_per_client=config.max_connections_per_client),
     )
 
 
@@ -64,11 +67,15 @@ def create_app(source: ModelSource, config: ServiceConfig | None = None, *,
         folder = Path(tempfile.mkdtemp(prefix="pets-sessions-"))  # mode 0700
         pool = WorkerPool(source, workers=config.workers, cache_size=config.worker_cache)
         store = SessionStore(folder, max_sessions=config.max_sessions,
+                             max_per_client=config.max_sessions_per_client,
                              idle_timeout=config.idle_timeout)
+        flight = BytesInFlight(total=config.max_bytes_in_flight,
+                               per_client=config.max_bytes_in_flight_per_client)
         try:
             await pool.start()
             app.state.service = ServiceState(
-                config, description, int(np.prod(description.input_shape)), store, pool)
+                config, description, int(np.prod(description.input_shape)), store, pool,
+                folder, flight)
             sweeper = asyncio.create_task(_sweep(store, config.idle_timeout))
             if on_ready is not None:
                 on_ready()

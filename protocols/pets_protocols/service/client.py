@@ -25,17 +25,21 @@ import pets
 from pets.errors import (
     CompileError,
     MissingKeyError,
-    PartyError,
+    NonFiniteValueError,
     PetsError,
+    RequestRefusedError,
     SerializationError,
+    ServiceError,
+    ServiceUnavailableError,
     ShapeMismatchError,
     UnsupportedModelError,
+    ValueRangeError,
 )
 from pets.measure import record_bytes, record_received, record_round
 from pets.network import delay_request
 from pets_protocols.service.schemas import ErrorAnswer, ModelDescription, SessionCreated
 
-__all__ = ["InferenceClient", "Traffic", "remote_error"]
+__all__ = ["InferenceClient", "Traffic", "check_inputs", "remote_error", "status_error"]
 
 log = logging.getLogger("pets_protocols.service.client")
 
@@ -58,15 +62,69 @@ class Traffic:
                 f"{self.response_bytes / 2**20:.2f} MiB")
 
 
-def remote_error(name: object, message: str) -> PetsError:
-    """The pets error for an error answer naming class ``name`` (``PartyError`` if unknown)."""
+def remote_error(name: object, message: str, status: int = 500) -> PetsError:
+    """The pets error for an error answer naming class ``name``; for a name that is not
+    a pets error, the service error its HTTP ``status`` stands for."""
     cls = getattr(pets.errors, name, None) if isinstance(name, str) else None
     if cls is UnsupportedModelError:
         return CompileError(message)
     if (isinstance(cls, type) and issubclass(cls, PetsError)
             and name in pets.errors.__all__):
         return cls(message)
-    return PartyError(message)
+    return status_error(status, message)
+
+
+def status_error(status: int, message: str) -> ServiceError:
+    """``RequestRefusedError`` for a 4xx, ``ServiceUnavailableError`` for a 503,
+    ``ServiceError`` otherwise."""
+    if 400 <= status < 500:
+        return RequestRefusedError(message)
+    if status == 503:
+        return ServiceUnavailableError(message)
+    return ServiceError(message)
+
+
+def check_inputs(data: Any, input_shape: tuple[int, ...],
+                 requirements: pets.Requirements) -> np.ndarray:
+    """``data`` flattened to (samples, features) if it fits ``input_shape`` and the input
+    bound in ``requirements`` (a server's description); a pets error naming the fix if not.
+
+    >>> import pets
+    >>> check_inputs([[0.5, 2.0]], (2,), pets.Requirements(extra={"input_bound": 1.5}))
+    Traceback (most recent call last):
+    ...
+    pets.errors.ValueRangeError: inputs reach |x| = 2, beyond the |x| <= 1.5 the server's model \
+was calibrated for; scale them as its example inputs were scaled, or ask its operator to \
+restart pets serve with --example inputs that cover them
+    """
+    if hasattr(data, "detach"):
+        data = data.detach().cpu().numpy()
+    try:
+        array = np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ShapeMismatchError(f"the inputs are not an array of numbers ({exc}); pass a "
+                                 f"numpy array of shape (n, *{input_shape})") from None
+    size = int(np.prod(input_shape))
+    if not (array.shape[1:] == input_shape or (array.ndim == 2 and array.shape[1] == size)):
+        raise ShapeMismatchError(
+            f"this model takes inputs of shape {input_shape}, got {array.shape}; "
+            f"send a batch (n, *{input_shape})"
+        )
+    if len(array) == 0:
+        raise ShapeMismatchError("no samples to send; pass a batch of at least one")
+    if not np.isfinite(array).all():
+        raise NonFiniteValueError("the inputs hold NaN or infinity; send finite numbers")
+    extra = requirements.extra or {}
+    bound = extra.get("input_bound")
+    largest = float(np.abs(array).max())
+    if isinstance(bound, (int, float)) and extra.get("check_range", "raise") == "raise" \
+            and largest > bound:
+        raise ValueRangeError(
+            f"inputs reach |x| = {largest:.3g}, beyond the |x| <= {bound:.3g} the server's "
+            "model was calibrated for; scale them as its example inputs were scaled, or ask "
+            "its operator to restart pets serve with --example inputs that cover them"
+        )
+    return array.reshape(len(array), size)
 
 
 class InferenceClient:
@@ -79,11 +137,13 @@ class InferenceClient:
 
     def __init__(self, url: str, *, timeout: float = 300.0,
                  max_answer_bytes: int = DEFAULT_MAX_ANSWER, local_address: str | None = None,
-                 **backend_options: Any) -> None:
+                 open_session: bool = True, **backend_options: Any) -> None:
         self.url = url.rstrip("/")
         self.max_answer_bytes = max_answer_bytes
         self.traffic = Traffic()
         self.session_id: str | None = None
+        self._closed = False
+        self._backend_options = backend_options
         self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout, connect=10.0),
                                   follow_redirects=False,
                                   transport=httpx.HTTPTransport(local_address=local_address))
@@ -92,12 +152,24 @@ class InferenceClient:
             self.input_shape = tuple(self.description.input_shape)
             self.output_shape = tuple(self.description.output_shape)
             self.requirements = pets.Requirements.from_dict(self.description.requirements)
-            self.backend = pets.backend(self.description.backend, **backend_options)
-            self.backend.prepare(self.requirements)
-            self._open_session()
+            if open_session:
+                self.open()
         except BaseException:
             self._http.close()
             raise
+
+    def open(self) -> None:
+        """Make keys that fit the model and open a session with their public part.
+
+        Done by the constructor, or (``open_session=False``) by the first :meth:`infer`,
+        once its input has passed :meth:`check`: a wrong input then costs no keys.
+        """
+        if self._closed:
+            raise ServiceError("this client was closed; make a new InferenceClient")
+        if self.session_id is None:
+            self.backend = pets.backend(self.description.backend, **self._backend_options)
+            self.backend.prepare(self.requirements)
+            self._open_session()
 
     # ---- the protocol -----------------------------------------------------------------
 
@@ -134,14 +206,13 @@ class InferenceClient:
         forces a packing (``"batched"`` or ``"per_sample"``); by default the backend
         picks it for the batch size.
         """
-        flat = self._flatten(data)
+        flat = self.check(data)
+        self.open()
         step = self.description.limits.max_rows
         parts = [self._infer_rows(flat[i:i + step], layout) for i in range(0, len(flat), step)]
         return np.concatenate(parts).reshape(len(flat), *self.output_shape)
 
     def _infer_rows(self, flat: np.ndarray, layout: str | None) -> np.ndarray:
-        if self.session_id is None:
-            raise PartyError("this client's session is closed; make a new InferenceClient")
         tensor = (self.backend.encrypt_for(flat, self.requirements) if layout is None
                   else self.backend.encrypt(flat, layout=layout))
         request = tensor.to_bytes()
@@ -170,6 +241,7 @@ class InferenceClient:
 
         A session the server already closed (idle expiry) is no error.
         """
+        self._closed = True
         try:
             if self.session_id is not None:
                 session, self.session_id = self.session_id, None
@@ -192,19 +264,10 @@ class InferenceClient:
 
     # ---- checks and transport -----------------------------------------------------------
 
-    def _flatten(self, data: Any) -> np.ndarray:
-        if hasattr(data, "detach"):
-            data = data.detach().cpu().numpy()
-        array = np.asarray(data, dtype=np.float64)
-        size = int(np.prod(self.input_shape))
-        if array.shape[1:] == self.input_shape or (array.ndim == 2 and array.shape[1] == size):
-            if len(array) == 0:
-                raise ShapeMismatchError("no samples to send; pass a batch of at least one")
-            return array.reshape(len(array), size)
-        raise ShapeMismatchError(
-            f"this model takes inputs of shape {self.input_shape}, got {array.shape}; "
-            f"send a batch (n, *{self.input_shape})"
-        )
+    def check(self, data: Any) -> np.ndarray:
+        """``data`` as (samples, features), checked against the server's description (shape,
+        and the input range the model was calibrated for) before anything is encrypted."""
+        return check_inputs(data, self.input_shape, self.requirements)
 
     def _call(self, method: str, path: str, body: bytes | None = None) -> bytes:
         """One request; the answer's body, or the pets error the server answered."""
@@ -221,15 +284,16 @@ class InferenceClient:
                         )
                     chunks.append(chunk)
         except httpx.ConnectError as exc:
-            raise PartyError(
+            raise ServiceUnavailableError(
                 f"cannot reach {self.url} ({exc}); start the server first (pets serve)"
             ) from exc
         except httpx.TimeoutException as exc:
-            raise PartyError(f"{self.url} did not answer {method} {path} in time ({exc!r}); "
-                             "it may be overloaded: retry or raise the client timeout") from exc
+            raise ServiceUnavailableError(
+                f"{self.url} did not answer {method} {path} in time ({exc!r}); it may be "
+                "overloaded: retry or raise the client timeout") from exc
         except httpx.HTTPError as exc:
-            raise PartyError(f"{method} {self.url}{path} failed: {exc!r}; is the server "
-                             "still running?") from exc
+            raise ServiceError(f"{method} {self.url}{path} failed: {exc!r}; is the server "
+                               "still running?") from exc
         record_bytes(len(body or b""))
         record_round()
         self.traffic.requests += 1
@@ -244,10 +308,10 @@ class InferenceClient:
         try:
             body = ErrorAnswer.model_validate_json(answer)
         except ValidationError:
-            return PartyError(f"the server answered {status} without a pets error: "
-                              f"{answer[:200]!r}")
+            return status_error(status, f"the server answered {status} without a pets "
+                                        f"error: {answer[:200]!r}")
         return remote_error(body.error, f"the server refused the request ({status}): "
-                                        f"{body.message}")
+                                        f"{body.message}", status)
 
     @staticmethod
     def _parse(answer: bytes, schema: type[Any], what: str) -> Any:

@@ -1,5 +1,8 @@
 """The limits and timeouts of one inference service; every one is a ``pets serve`` option.
 
+Limits hold in total and per client (a client is an IP address), so that one
+client cannot take every connection, session or byte of buffer.
+
 >>> from pets_protocols.service.config import ServiceConfig
 >>> ServiceConfig(max_sessions=4).max_sessions
 4
@@ -37,6 +40,14 @@ class ServiceConfig:
     keep_alive: float = 5.0
     #: open connections at once; more get 503
     max_connections: int = 64
+    #: open connections of one client (one IP address); more get 503 at once
+    max_connections_per_client: int = 8
+    #: sessions one client (one IP address) may hold
+    max_sessions_per_client: int = 4
+    #: request body bytes being received at once, by all clients (spooled to disk)
+    max_bytes_in_flight: int = 1024 * MiB
+    #: request body bytes one client may have arriving at once
+    max_bytes_in_flight_per_client: int = 512 * MiB
     #: evaluation processes (CKKS holds the GIL, so parallel work needs processes)
     workers: int = 2
     #: sessions whose loaded keys each worker keeps, least recently used dropped first
@@ -47,3 +58,15 @@ class ServiceConfig:
             value = getattr(self, item.name)
             if not value > 0:
                 raise ValueError(f"ServiceConfig.{item.name} must be > 0, got {value!r}")
+        for part, whole in (("max_connections_per_client", "max_connections"),
+                            ("max_sessions_per_client", "max_sessions"),
+                            ("max_bytes_in_flight_per_client", "max_bytes_in_flight")):
+            if getattr(self, part) > getattr(self, whole):
+                raise ValueError(f"ServiceConfig.{part} ({getattr(self, part)}) must not "
+                                 f"exceed {whole} ({getattr(self, whole)})")
+        largest = max(self.max_request_bytes, self.max_key_bytes)
+        if self.max_bytes_in_flight_per_client < largest:
+            raise ValueError(
+                "ServiceConfig.max_bytes_in_flight_per_client "
+                f"({self.max_bytes_in_flight_per_client}) must hold the largest request or key "
+                f"set ({largest} bytes)")

@@ -27,9 +27,10 @@ from pets.errors import (
     BackendError,
     MissingKeyError,
     ParameterError,
-    PartyError,
     PetsError,
+    RequestRefusedError,
     SerializationError,
+    ServiceUnavailableError,
     TensorError,
 )
 
@@ -43,7 +44,9 @@ STATUS_BY_TYPE: tuple[tuple[type[PetsError], int], ...] = (
     (TensorError, 422),  # shapes, value range, depth, layout, tensors under other keys
     (MissingKeyError, 422),  # a key set without the rotation keys the model needs
     (ParameterError, 422),  # keys whose parameters cannot run the model
-    (PetsError, 500),  # the engine or the server failed
+    (RequestRefusedError, 400),  # a request this server does not take
+    (ServiceUnavailableError, 503),  # the server is full
+    (PetsError, 500),  # the engine, a worker or the server failed
 )
 
 #: statuses after which the connection is closed (the body may still be arriving)
@@ -80,7 +83,7 @@ def classify(exc: Exception) -> tuple[int, PetsError]:
         )
         return 422, SerializationError(f"the request is malformed: {problems}")
     if isinstance(exc, HTTPException):
-        return exc.status_code, PartyError(
+        return exc.status_code, RequestRefusedError(
             f"{exc.detail}; this is a pets encrypted-inference server (its API is at /docs)"
         )
     return 500, BackendError(

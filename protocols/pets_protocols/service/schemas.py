@@ -25,6 +25,7 @@ __all__ = [
     "Limits",
     "ModelDescription",
     "SessionCreated",
+    "TensorHeader",
 ]
 
 #: name and version of this protocol; a client refuses a server that speaks another
@@ -50,6 +51,10 @@ class Limits(_Message):
     max_key_bytes: Count = Field(description="largest public key set a session may upload")
     idle_timeout: Seconds = Field(description="seconds after which an unused session is closed")
     max_sessions: Dimension = Field(description="sessions the server holds at once")
+    max_sessions_per_client: Dimension | None = Field(
+        None, description="sessions one client (IP address) may hold")
+    max_connections_per_client: Dimension | None = Field(
+        None, description="connections one client (IP address) may hold open")
 
 
 class ModelDescription(_Message):
@@ -90,6 +95,38 @@ class Health(_Message):
     sessions: int = Field(ge=0)
     inferences_running: int = Field(ge=0)
     workers: int = Field(ge=0)
+
+
+#: the largest value bound a tensor header may claim: no CKKS parameter set holds more
+MAX_VALUE_BOUND = 2.0**50
+Strict = Annotated[int, Field(strict=True)]
+
+
+class TensorHeader(BaseModel):
+    """The numbers a CKKS tensor's header announces, each range-checked before a worker
+    parses a ciphertext; the row count and shape against the model are checked after.
+
+    >>> TensorHeader.model_validate({"shape": [1, 8], "bound": 1e308})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for TensorHeader
+    bound
+      Input should be less than or equal to 1125899906842624 ...
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)  # the engine's loader checks the rest
+
+    shape: Annotated[list[Strict], Field(min_length=1, max_length=2)]
+    rows: Strict | None = None
+    cols: Strict | None = None
+    layout: Annotated[str, Field(max_length=32)] | None = None
+    groups: Annotated[list[Annotated[int, Field(strict=True, ge=0, le=1 << 16)]],
+                      Field(max_length=1 << 16)] | None = None
+    replicated: Annotated[bool, Field(strict=True)] | None = None
+    gathered: Annotated[bool, Field(strict=True)] | None = None
+    staged_for: Annotated[list[Dimension], Field(min_length=2, max_length=2)] | None = None
+    bound: Annotated[float, Field(ge=0, le=MAX_VALUE_BOUND, allow_inf_nan=False)] | None = None
+    placement: Annotated[str, Field(max_length=1 << 20)] | None = None
 
 
 class ErrorAnswer(_Message):

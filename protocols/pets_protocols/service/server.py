@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import uvicorn
 
-from pets.errors import PartyError
+from pets.errors import ServiceError, ServiceUnavailableError
 from pets_protocols.service.app import create_app
 from pets_protocols.service.config import ServiceConfig
-from pets_protocols.service.connections import deadline_protocol
+from pets_protocols.service.connections import ConnectionLimits, guarded_protocol
 from pets_protocols.service.models import ModelSource
 
 __all__ = ["serve"]
@@ -29,8 +29,8 @@ def serve(source: ModelSource, config: ServiceConfig | None = None, *, host: str
     try:
         sock = socket.create_server((host, port))
     except OSError as exc:
-        raise PartyError(f"cannot listen on {host}:{port} ({exc}); choose another --port "
-                         "(0 picks a free one)") from exc
+        raise ServiceUnavailableError(f"cannot listen on {host}:{port} ({exc}); choose "
+                                      "another --port (0 picks a free one)") from exc
     bound = sock.getsockname()[1]
     url = f"http://{host}:{bound}"
 
@@ -39,22 +39,20 @@ def serve(source: ModelSource, config: ServiceConfig | None = None, *, host: str
         if on_ready is not None:
             on_ready(url)
 
+    http = guarded_protocol(ConnectionLimits(
+        head_timeout=config.head_timeout, body_timeout=config.body_timeout,
+        max_connections=config.max_connections,
+        max_per_client=config.max_connections_per_client))  # raises without httptools
     app = create_app(source, config, on_ready=ready)
-    try:
-        import httptools  # noqa: F401  (the deadline protocol builds on uvicorn's httptools one)
-
-        http: type | str = deadline_protocol(config.head_timeout, config.body_timeout)
-    except ImportError:
-        log.warning("httptools is not installed: no deadline on slow request headers "
-                    "(pip install httptools)")
-        http = "h11"
     server = uvicorn.Server(uvicorn.Config(
         app, http=http, lifespan="on", log_config=None, access_log=False,
-        limit_concurrency=config.max_connections, timeout_keep_alive=int(config.keep_alive),
-        timeout_graceful_shutdown=5,
+        # connections are capped (in total and per client) by the protocol, as they open;
+        # uvicorn's own cap counts requests too, and a full server would answer 503
+        limit_concurrency=config.max_connections + 1,
+        timeout_keep_alive=max(1, round(config.keep_alive)), timeout_graceful_shutdown=5,
     ))
     with sock:
         server.run(sockets=[sock])
     if not server.started:
-        raise PartyError("the service did not start (see the log above): its evaluation "
+        raise ServiceError("the service did not start (see the log above): its evaluation "
                          "workers could not open the model")

@@ -2,17 +2,20 @@
 
 A session is created by uploading a public key set and named by a random id; its
 keys are kept in a file of a private folder (workers load them from there) and
-deleted when the session is closed or has been idle too long. The store is used
-from the event loop only, so it needs no lock.
+deleted when the session is closed or has been idle too long. Sessions are capped
+in total and per client (an IP address); a slot is reserved only once the key set
+has arrived and its header was checked, so a slow upload holds no slot. The store
+is used from the event loop only, so it needs no lock.
 
 >>> import pathlib, tempfile
 >>> from pets_protocols.service.sessions import SessionStore
->>> store = SessionStore(pathlib.Path(tempfile.mkdtemp()), max_sessions=1, idle_timeout=60)
->>> sid = store.reserve()
->>> store.reserve()  # doctest: +ELLIPSIS
+>>> store = SessionStore(pathlib.Path(tempfile.mkdtemp()), max_sessions=2, idle_timeout=60,
+...                      max_per_client=1)
+>>> sid = store.reserve("10.0.0.1")
+>>> store.reserve("10.0.0.1")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-pets_protocols.service.errors.Refusal: the server holds its maximum of 1 sessions; close one ...
+pets_protocols.service.errors.Refusal: this client holds 1 sessions, the most one client may; ...
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pets.errors import MissingKeyError, PartyError
+from pets.errors import MissingKeyError, RequestRefusedError, ServiceUnavailableError
 from pets_protocols.service.errors import Refusal
 
 __all__ = ["Session", "SessionStore"]
@@ -42,6 +45,7 @@ class Session:
     key_path: Path
     key_bytes: int
     last_used: float
+    client: str = "unknown"
     busy: bool = False
     inferences: int = 0
     bytes_in: int = 0
@@ -53,39 +57,52 @@ class SessionStore:
     """The sessions of one server, with a cap on their number and an idle expiry."""
 
     def __init__(self, folder: Path, *, max_sessions: int, idle_timeout: float,
+                 max_per_client: int | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.folder = folder
         self.max_sessions = max_sessions
+        self.max_per_client = max_sessions if max_per_client is None else max_per_client
         self.idle_timeout = idle_timeout
         self.clock = clock
         self._sessions: dict[str, Session] = {}
-        self._reserved: set[str] = set()
+        self._reserved: dict[str, str] = {}  # session id -> client
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def reserve(self) -> str:
-        """A new session id, counted against the cap until added or released."""
+    def check_room(self, client: str) -> None:
+        """Refuse at once when ``client`` could not get a session now (nothing is reserved)."""
         self.expire_idle()
+        held = (sum(s.client == client for s in self._sessions.values())
+                + sum(c == client for c in self._reserved.values()))
         if len(self._sessions) + len(self._reserved) >= self.max_sessions:
-            raise Refusal(503, PartyError(
+            raise Refusal(503, ServiceUnavailableError(
                 f"the server holds its maximum of {self.max_sessions} sessions; close one "
                 "(DELETE /sessions/ID) or retry later"
             ))
+        if held >= self.max_per_client:
+            raise Refusal(429, RequestRefusedError(
+                f"this client holds {held} sessions, the most one client may; close one "
+                "(DELETE /sessions/ID) or use the one it has"
+            ))
+
+    def reserve(self, client: str) -> str:
+        """A new session id for ``client``, counted against the caps until added or released."""
+        self.check_room(client)
         session_id = secrets.token_urlsafe(18)
-        self._reserved.add(session_id)
+        self._reserved[session_id] = client
         return session_id
 
     def release(self, session_id: str) -> None:
         """Give back a reservation whose session was not created."""
-        self._reserved.discard(session_id)
+        self._reserved.pop(session_id, None)
 
     def key_path(self, session_id: str) -> Path:
         return self.folder / f"{session_id}.keys"
 
     def add(self, session: Session) -> None:
         """Store a reserved session (its key file already written)."""
-        self._reserved.discard(session.id)
+        self._reserved.pop(session.id, None)
         self._sessions[session.id] = session
 
     def get(self, session_id: str) -> Session:
@@ -104,7 +121,7 @@ class SessionStore:
     def using(self, session: Session) -> Iterator[Session]:
         """Mark ``session`` busy for one request (one at a time per session)."""
         if session.busy:
-            raise Refusal(429, PartyError(
+            raise Refusal(429, RequestRefusedError(
                 f"session {session.id} is already running an inference; send the next "
                 "request when the previous one has been answered"
             ))

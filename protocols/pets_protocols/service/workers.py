@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 import pets
-from pets.errors import BackendError, KeyMismatchError, MissingKeyError, PartyError, PetsError
+from pets.errors import BackendError, KeyMismatchError, MissingKeyError, PetsError, WorkerError
 from pets_protocols.service.models import ModelFactory, ModelSource
 from pets_protocols.service.payloads import secret_key_message
 
@@ -110,7 +110,7 @@ def _exit_now() -> None:
 
 def _worker() -> _Worker:
     if _WORKER is None:
-        raise PartyError("this process is not a service worker")
+        raise WorkerError("this process is not a service worker")
     if _WORKER.failure is not None:
         raise _WORKER.failure
     return _WORKER
@@ -152,10 +152,12 @@ def ping() -> int:
 
 
 @_engine_errors
-def open_session(session_id: str, path: str, keys: bytes) -> dict[str, Any]:
-    """Load and check a key set: public only, fits the model, has the rotation keys."""
+def open_session(session_id: str, path: str, upload: str) -> dict[str, Any]:
+    """Load and check the key set in file ``upload`` (the session's keys will be at
+    ``path``): public only, fits the model, has the rotation keys."""
     worker = _worker()
     start = time.perf_counter()
+    keys = Path(upload).read_bytes()
     backend, model = _bind(worker, keys)
     zeros = np.zeros((1, model.input_size))
     model(model.encrypt(zeros))  # a trial run: proves the depth and the rotation keys
@@ -166,14 +168,17 @@ def open_session(session_id: str, path: str, keys: bytes) -> dict[str, Any]:
 
 
 @_engine_errors
-def infer(session_id: str, path: str, data: bytes) -> bytes:
-    """Run the model on one request's ciphertexts under the session's keys."""
+def infer(session_id: str, path: str, request: str) -> bytes:
+    """Run the model on the ciphertexts in file ``request`` under the session's keys."""
     start = time.perf_counter()
     backend, model = _worker().session(session_id, Path(path))
+    data = Path(request).read_bytes()
+    size = len(data)
     tensor = backend.load_tensor(data)
+    del data
     answer = model(tensor).to_bytes()
     log.info("session %s: %s in %d bytes -> %d bytes in %.3f s", session_id, tensor.shape,
-             len(data), len(answer), time.perf_counter() - start)
+             size, len(answer), time.perf_counter() - start)
     return answer
 
 
@@ -210,10 +215,10 @@ class WorkerPool:
         return sorted(pids)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` in a worker; a dead worker becomes a :class:`PartyError` (500)."""
+        """``fn(*args)`` in a worker; a dead worker becomes a :class:`WorkerError` (500)."""
         executor = self._executor
         if executor is None:
-            raise PartyError("the evaluation workers are not running; start the pool first")
+            raise WorkerError("the evaluation workers are not running; start the pool first")
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(executor, functools.partial(fn, *args))
@@ -222,7 +227,7 @@ class WorkerPool:
                 log.error("an evaluation worker died; starting new workers")
                 self._executor = self._new_executor()
                 executor.shutdown(wait=False, cancel_futures=True)
-            raise PartyError(
+            raise WorkerError(
                 "an evaluation worker died while this request was in it (the engine crashed); "
                 "the server replaced it and keeps serving: retry, and report the input if "
                 "it happens again"
