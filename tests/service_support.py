@@ -99,19 +99,25 @@ def raw_request(port: int, data: bytes, *, timeout: float = 30.0) -> bytes:
     """Send raw bytes on a fresh connection; everything the server answers until it closes."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(data)
-        chunks = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = sock.recv(65536)
-            except (ConnectionResetError, TimeoutError):
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-            if b"\r\n\r\n" in b"".join(chunks) and _complete(b"".join(chunks)):
-                break
-        return b"".join(chunks)
+        return receive_answer(sock, timeout=timeout)
+
+
+def receive_answer(sock: socket.socket, *, timeout: float = 30.0) -> bytes:
+    """What the server answers on ``sock``, until its body is complete or it closes."""
+    chunks = []
+    deadline = time.monotonic() + timeout
+    sock.settimeout(timeout)
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if b"\r\n\r\n" in b"".join(chunks) and _complete(b"".join(chunks)):
+            break
+    return b"".join(chunks)
 
 
 def _complete(answer: bytes) -> bool:

@@ -7,7 +7,9 @@ answered, and the server's resident memory is read from /proc.
 
 from __future__ import annotations
 
+import re
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 
@@ -15,8 +17,10 @@ import httpx
 import numpy as np
 import pytest
 from pets_protocols.service import InferenceClient
-from service_support import Server, export_model, resident_mib, running_server
+from service_support import Server, export_model, receive_answer, resident_mib, running_server
 from test_service_attacks import forged, refused
+
+import pets
 
 ATTACKER, OTHER = "127.0.0.1", "127.0.0.2"
 
@@ -114,3 +118,47 @@ def test_one_client_holding_heads_and_bodies_leaves_room_for_another(server: Ser
         with other_client(server) as client:
             assert client.infer(np.zeros((2, 8))).shape == (2, 3)
         assert resident_mib(server.process.pid) - before < 100
+
+
+def test_connections_beyond_the_per_client_limit_are_refused_at_once(server: Server) -> None:
+    with ExitStack() as stack:
+        for _ in range(8):  # the default --max-connections-per-client
+            stack.enter_context(connect(server, ATTACKER))
+        extra = stack.enter_context(connect(server, ATTACKER))
+        answer = receive_answer(extra)
+        assert answer.startswith(b"HTTP/1.1 503"), answer
+        assert (b'"error": "ServiceUnavailableError"' in answer
+                and b"this client already holds 8 connections, the most one client may" in answer)
+        with httpx.Client(transport=httpx.HTTPTransport(local_address=OTHER)) as http:
+            assert http.get(f"{server.url}/health", timeout=30).status_code == 200
+
+
+def test_bytes_in_flight_are_capped_per_client(server: Server) -> None:
+    size = 60 << 20  # two of these fill the default 2 x 64 MiB a client may have arriving
+    with ExitStack() as stack:
+        slow_bodies(stack, server, 2, "/sessions", size)
+        for _ in range(600):  # until the server holds both (bounded: 60 s)
+            if httpx.get(f"{server.url}/health", timeout=30).json()["bytes_in_flight"] >= 2 * size:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the server never held the two bodies")
+        third = slow_bodies(stack, server, 1, "/sessions", size)[0]
+        answer = receive_answer(third)
+        assert answer.startswith(b"HTTP/1.1 429"), answer
+        assert b"this client already has 125829120 bytes of request bodies arriving" in answer
+        with other_client(server) as client:  # another client is not held back
+            assert client.infer(np.zeros((1, 8))).shape == (1, 3)
+
+
+def test_without_httptools_the_server_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from pets_protocols.service.connections import ConnectionLimits, guarded_protocol
+
+    monkeypatch.setitem(sys.modules, "httptools", None)  # as if it were not installed
+    with pytest.raises(pets.ServiceError, match=re.escape(
+        "the inference service needs httptools for its request deadlines"
+    )):
+        guarded_protocol(ConnectionLimits(head_timeout=1, body_timeout=1, max_connections=2,
+                                          max_per_client=1))

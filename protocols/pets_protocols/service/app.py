@@ -22,14 +22,14 @@ import pets
 from pets_protocols.service.config import ServiceConfig
 from pets_protocols.service.errors import install_error_handlers
 from pets_protocols.service.flight import BytesInFlight
-from pets_protocols.service.models import ModelSource
+from pets_protocols.service.models import ExportedModel, ModelSource
 from pets_protocols.service.routers import health, inferences, model, sessions
 from pets_protocols.service.schemas import Limits, ModelDescription
 from pets_protocols.service.sessions import SessionStore
 from pets_protocols.service.state import ServiceState
 from pets_protocols.service.workers import WorkerPool
 
-__all__ = ["create_app", "describe_model"]
+__all__ = ["announce_calibration", "create_app", "describe_model"]
 
 log = logging.getLogger("pets_protocols.service")
 
@@ -43,6 +43,8 @@ def describe_model(source: ModelSource, config: ServiceConfig) -> ModelDescripti
     backend's: depth, products, packing); the key this makes is thrown away.
     """
     reference = source.open()(pets.backend(BACKEND))
+    if isinstance(source, ExportedModel) and source.example is None:
+        announce_calibration(source, reference.requirements.extra.get("input_bound"))
     return ModelDescription(
         backend=BACKEND,
         input_shape=list(reference.input_shape),
@@ -54,6 +56,17 @@ def describe_model(source: ModelSource, config: ServiceConfig) -> ModelDescripti
                       max_sessions_per_client=config.max_sessions_per_client,
                       max_connections_per_client=config.max_connections_per_client),
     )
+
+
+def announce_calibration(source: ExportedModel, bound: object) -> None:
+    """Say at start-up that the input range comes from the few rows saved in the file."""
+    if not isinstance(bound, (int, float)):
+        return
+    log.warning(
+        "%s: input range calibrated on the %d example rows saved in the file: this server "
+        "accepts inputs with |x| <= %.3g and clients are refused beyond; to widen it, restart "
+        "with --example typical_inputs.npy (a numpy.save of inputs covering the range)",
+        source.name or source.path, source.saved_rows(), bound)
 
 
 def create_app(source: ModelSource, config: ServiceConfig | None = None, *,

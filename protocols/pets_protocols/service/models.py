@@ -81,6 +81,10 @@ class ExportedModel:
         finally:
             quiet.setLevel(level)
 
+    def saved_rows(self) -> int:
+        """How many example rows the file keeps (what calibrates it without ``example``)."""
+        return len(_saved_inputs(self.load_program(), self.path))
+
     def open(self) -> ModelFactory:
         program = self.load_program()
         calibrated = self.example is not None

@@ -95,6 +95,7 @@ class Health(_Message):
     sessions: int = Field(ge=0)
     inferences_running: int = Field(ge=0)
     workers: int = Field(ge=0)
+    bytes_in_flight: int = Field(0, ge=0, description="request body bytes being received")
 
 
 #: the largest value bound a tensor header may claim: no CKKS parameter set holds more

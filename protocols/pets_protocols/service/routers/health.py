@@ -13,4 +13,4 @@ router = APIRouter(tags=["health"])
 @router.get("/health", summary="Liveness and load")
 async def health(service: Service) -> Health:
     return Health(sessions=len(service.store), inferences_running=service.running,
-                  workers=service.config.workers)
+                  workers=service.config.workers, bytes_in_flight=service.flight.in_flight)
