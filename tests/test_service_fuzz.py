@@ -75,7 +75,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     path, example, _ = export_model(tmp_path_factory.mktemp("model"), (8, 6, 3))
     with running_server(str(path), "--example", str(example), "--workers", "1",
                         "--max-rows", "64", "--max-request-mib", "8",
-                        "--max-key-mib", "64") as running:
+                        "--max-key-mib", "64", timeout=600) as running:
         yield running
 
 
