@@ -30,6 +30,7 @@ MODULES = [
     "pets.cli",
     # the HE compiler's and CKKS modules
     "pets.slots",
+    "pets.serialization",
     "pets.compiler.saving",
     "pets.compiler.sources",
     "pets.compiler.layers",
@@ -41,6 +42,9 @@ MODULES = [
     "pets_protocols.service.errors",
     "pets_protocols.service.schemas",
     "pets_protocols.service.sessions",
+    "pets_protocols.service.flight",
+    "pets_protocols.service.client",
+    "pets_protocols.service.command",
     # BFV for two parties (provider "he", the hybrid backend)
     "pets.bfv.randomness",
     "pets.bfv.scheme",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -121,14 +122,17 @@ def test_forged_header_numbers_are_served_or_refused_with_a_4xx(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(4 * 3600)  # each payload has its own 60 s deadline
 @pytest.mark.skipif(
     "PETS_FUZZ_PAYLOADS" not in os.environ,
     reason="the long campaign runs with PETS_FUZZ_PAYLOADS=10000 (minutes on 2 cores)",
 )
 def test_long_campaign_over_forged_header_numbers(server: Server,
                                                   client: InferenceClient) -> None:
+    began = time.monotonic()
     outcomes, failures = campaign(server, client, seed=SEED + 1, count=LONG_PAYLOADS)
-    print(f"{LONG_PAYLOADS} payloads: {dict(outcomes)}")
+    print(f"{LONG_PAYLOADS} payloads in {time.monotonic() - began:.0f} s: {dict(outcomes)}, "
+          f"{len(failures)} failures")
     assert not failures, failures[:5]
     assert server.alive()
     assert client.infer(np.zeros((1, 8))).shape == (1, 3)
