@@ -32,7 +32,7 @@ def sessions(server: Server) -> int:
 
 
 def test_a_range_from_the_saved_rows_is_announced_at_start_up(server: Server) -> None:
-    bound = InferenceClient(server.url, open_session=False).requirements.extra["input_bound"]
+    bound = InferenceClient(server.url, open_session=False).input_bound
     assert re.search(
         r"model.pt2: input range calibrated on the 4 example rows saved in the file: this "
         rf"server accepts inputs with \|x\| <= {bound:.3g} and clients are refused beyond; to "
@@ -54,7 +54,8 @@ def test_an_input_beyond_the_calibrated_range_fails_before_any_key_is_made(
     server: Server,
 ) -> None:
     with InferenceClient(server.url, open_session=False) as client:
-        bound = client.requirements.extra["input_bound"]
+        bound = client.input_bound
+        assert bound is not None
         with pytest.raises(pets.ValueRangeError, match=re.escape(
             f"inputs reach |x| = 11, beyond the |x| <= {bound:.3g} the server's model was "
             "calibrated for"

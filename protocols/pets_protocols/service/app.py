@@ -24,7 +24,7 @@ from pets_protocols.service.errors import install_error_handlers
 from pets_protocols.service.flight import BytesInFlight
 from pets_protocols.service.models import ExportedModel, ModelSource
 from pets_protocols.service.routers import health, inferences, model, sessions
-from pets_protocols.service.schemas import Limits, ModelDescription
+from pets_protocols.service.schemas import InputRange, Limits, ModelDescription
 from pets_protocols.service.sessions import SessionStore
 from pets_protocols.service.state import ServiceState
 from pets_protocols.service.workers import WorkerPool
@@ -43,13 +43,14 @@ def describe_model(source: ModelSource, config: ServiceConfig) -> ModelDescripti
     backend's: depth, products, packing); the key this makes is thrown away.
     """
     reference = source.open()(pets.backend(BACKEND))
+    requirements = reference.requirements.to_dict()
     if isinstance(source, ExportedModel) and source.example is None:
-        announce_calibration(source, reference.requirements.extra.get("input_bound"))
+        announce_calibration(source, InputRange.model_validate(requirements).bound)
     return ModelDescription(
         backend=BACKEND,
         input_shape=list(reference.input_shape),
         output_shape=list(reference.output_shape),
-        requirements=reference.requirements.to_dict(),
+        requirements=requirements,
         limits=Limits(max_rows=config.max_rows, max_request_bytes=config.max_request_bytes,
                       max_key_bytes=config.max_key_bytes, idle_timeout=config.idle_timeout,
                       max_sessions=config.max_sessions,
@@ -58,9 +59,9 @@ def describe_model(source: ModelSource, config: ServiceConfig) -> ModelDescripti
     )
 
 
-def announce_calibration(source: ExportedModel, bound: object) -> None:
+def announce_calibration(source: ExportedModel, bound: float | None) -> None:
     """Say at start-up that the input range comes from the few rows saved in the file."""
-    if not isinstance(bound, (int, float)):
+    if bound is None:
         return
     log.warning(
         "%s: input range calibrated on the %d example rows saved in the file: this server "

@@ -13,6 +13,7 @@ client's own keys and have the expected shape, and any failure is a pets error.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,12 @@ from pets.errors import (
 )
 from pets.measure import record_bytes, record_received, record_round
 from pets.network import delay_request
-from pets_protocols.service.schemas import ErrorAnswer, ModelDescription, SessionCreated
+from pets_protocols.service.schemas import (
+    ErrorAnswer,
+    InputRange,
+    ModelDescription,
+    SessionCreated,
+)
 
 __all__ = ["InferenceClient", "Traffic", "check_inputs", "remote_error", "status_error"]
 
@@ -85,12 +91,11 @@ def status_error(status: int, message: str) -> ServiceError:
 
 
 def check_inputs(data: Any, input_shape: tuple[int, ...],
-                 requirements: pets.Requirements) -> np.ndarray:
-    """``data`` flattened to (samples, features) if it fits ``input_shape`` and the input
-    bound in ``requirements`` (a server's description); a pets error naming the fix if not.
+                 input_bound: float | None = None) -> np.ndarray:
+    """``data`` flattened to (samples, features) if it fits ``input_shape`` and
+    ``|x| <= input_bound`` (a server's description); a pets error naming the fix if not.
 
-    >>> import pets
-    >>> check_inputs([[0.5, 2.0]], (2,), pets.Requirements(extra={"input_bound": 1.5}))
+    >>> check_inputs([[0.5, 2.0]], (2,), 1.5)
     Traceback (most recent call last):
     ...
     pets.errors.ValueRangeError: inputs reach |x| = 2, beyond the |x| <= 1.5 the server's model \
@@ -114,13 +119,10 @@ restart pets serve with --example inputs that cover them
         raise ShapeMismatchError("no samples to send; pass a batch of at least one")
     if not np.isfinite(array).all():
         raise NonFiniteValueError("the inputs hold NaN or infinity; send finite numbers")
-    extra = requirements.extra or {}
-    bound = extra.get("input_bound")
     largest = float(np.abs(array).max())
-    if isinstance(bound, (int, float)) and extra.get("check_range", "raise") == "raise" \
-            and largest > bound:
+    if input_bound is not None and largest > input_bound:
         raise ValueRangeError(
-            f"inputs reach |x| = {largest:.3g}, beyond the |x| <= {bound:.3g} the server's "
+            f"inputs reach |x| = {largest:.3g}, beyond the |x| <= {input_bound:.3g} the server's "
             "model was calibrated for; scale them as its example inputs were scaled, or ask "
             "its operator to restart pets serve with --example inputs that cover them"
         )
@@ -152,6 +154,9 @@ class InferenceClient:
             self.input_shape = tuple(self.description.input_shape)
             self.output_shape = tuple(self.description.output_shape)
             self.requirements = pets.Requirements.from_dict(self.description.requirements)
+            #: the largest |x| the server's model was calibrated for (None: no bound)
+            self.input_bound = self._parse(json.dumps(self.description.requirements).encode(),
+                                           InputRange, "input range").bound
             if open_session:
                 self.open()
         except BaseException:
@@ -267,7 +272,7 @@ class InferenceClient:
     def check(self, data: Any) -> np.ndarray:
         """``data`` as (samples, features), checked against the server's description (shape,
         and the input range the model was calibrated for) before anything is encrypted."""
-        return check_inputs(data, self.input_shape, self.requirements)
+        return check_inputs(data, self.input_shape, self.input_bound)
 
     def _call(self, method: str, path: str, body: bytes | None = None) -> bytes:
         """One request; the answer's body, or the pets error the server answered."""

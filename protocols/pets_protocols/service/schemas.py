@@ -23,6 +23,7 @@ __all__ = [
     "ErrorAnswer",
     "Health",
     "Limits",
+    "InputRange",
     "ModelDescription",
     "SessionCreated",
     "TensorHeader",
@@ -128,6 +129,31 @@ class TensorHeader(BaseModel):
     staged_for: Annotated[list[Dimension], Field(min_length=2, max_length=2)] | None = None
     bound: Annotated[float, Field(ge=0, le=MAX_VALUE_BOUND, allow_inf_nan=False)] | None = None
     placement: Annotated[str, Field(max_length=1 << 20)] | None = None
+
+
+class _Extension(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    input_bound: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+
+
+class InputRange(BaseModel):
+    """The part of ``Requirements.to_dict()`` a client checks inputs by: the largest
+    ``|x|`` the model was calibrated for (a levelled backend's extension carries it).
+
+    >>> InputRange.model_validate({"extension": {"kind": "levelled", "input_bound": 1.5}}).bound
+    1.5
+    >>> InputRange.model_validate({"max_abs": 3.0}).bound is None
+    True
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    extension: _Extension | None = None
+
+    @property
+    def bound(self) -> float | None:
+        return None if self.extension is None else self.extension.input_bound
 
 
 class ErrorAnswer(_Message):
