@@ -82,13 +82,39 @@ def _torch_output(module: nn.Module | torch.export.ExportedProgram,
     was_training = runnable.training
     if not exported:  # an exported program runs as it was exported
         runnable.eval()
+    batch = _exported_batch(module) if isinstance(module, torch.export.ExportedProgram) else None
     try:
         with torch.no_grad():
-            output = runnable(example.to(dtype))
+            if batch is None or len(example) == batch:
+                output = runnable(example.to(dtype))
+            else:  # its guards check the batch size it was exported with: run in such chunks
+                output = torch.cat([runnable(chunk.to(dtype))[:rows]
+                                    for chunk, rows in _chunks(example, batch)])
     finally:
         if not exported:
             runnable.train(was_training)
     return np.asarray(output.detach().to(torch.float64).numpy()).reshape(len(example), -1)
+
+
+def _exported_batch(program: torch.export.ExportedProgram) -> int | None:
+    """The batch size ``program`` was exported with, if it kept its example inputs."""
+    inputs = program.example_inputs
+    if not inputs or not inputs[0] or not isinstance(inputs[0][0], torch.Tensor):
+        return None
+    return int(inputs[0][0].shape[0]) if inputs[0][0].dim() else None
+
+
+def _chunks(example: torch.Tensor, batch: int) -> list[tuple[torch.Tensor, int]]:
+    """``example`` in chunks of ``batch`` rows (the last padded by repeating its first
+    row), each with how many of its rows are real."""
+    chunks = []
+    for start in range(0, len(example), batch):
+        part = example[start:start + batch]
+        rows = len(part)
+        if rows < batch:
+            part = torch.cat([part, part[:1].expand(batch - rows, *part.shape[1:])])
+        chunks.append((part, rows))
+    return chunks
 
 
 def warn_if_inaccurate(model: Any, module: nn.Module | torch.export.ExportedProgram,
