@@ -236,7 +236,8 @@ def _cnn() -> Any:
                          nn.Linear(36, 10))
 
 
-CNN_SETTINGS: dict[str, Any] = {"epochs": 3, "lr": 1.0, "batch_size": 32, "seed": 1}
+CNN_SETTINGS: dict[str, Any] = {"epochs": 3, "lr": 1.0, "batch_size": 32, "seed": 1,
+                                "logit_interval": (-16.0, 16.0)}
 
 
 def _digit_images() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
