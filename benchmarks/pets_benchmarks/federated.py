@@ -176,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         for clients in counts:
             for split in args.splits.split(","):
                 for setting in args.settings.split(","):
-                    if setting == "pooled" and (clients, split) != (counts[0], "iid"):
+                    first = (clients, split) == (counts[0], args.splits.split(",")[0])
+                    if setting == "pooled" and not first:  # one per dataset: no clients
                         continue
                     row = measure(dataset, setting, clients=clients, split=split,
                                   rounds=rounds, drop_one=args.drop_one, lr=args.lr)
