@@ -5,7 +5,10 @@ engine) or the pooled twin: the same model trained centrally on all shards for
 the same epochs. Reported: test accuracy after the last round, the epsilon spent
 (sample-level: the most any client spent; client-level: the federation's), the
 bytes one client sends and receives per round (all stages, mean), and the median
-seconds per round (the first round includes the engine's start-up).
+seconds per round (the first round includes the engine's start-up). The models
+are MLPs with tanh; every client runs 2 local epochs of SGD a round at ``--lr``
+(default 0.1) on batches of 32, except under DP-SGD (:data:`DP_SGD`: lr 0.5,
+batches of 64). ``docs/federated.md`` holds a run's tables.
 
     python -m pets_benchmarks.federated --quick          # 3 rounds, 3 and 10 clients
     python -m pets_benchmarks.federated --datasets digits --clients 10 --splits label
