@@ -107,18 +107,23 @@ def test_each_party_knows_its_role_and_no_dealer_ran(parties: list[dict[str, Any
     assert extra["offline_bytes"] > 0  # triples made by the two parties, counted apart
 
 
+def _linear_layer(party: pets.Party) -> tuple[Any, Any]:
+    """An input of the client's and a weight matrix of the owner's (no compile: quick)."""
+    be = party.backend
+    x = be.encrypt(np.ones((1, 4)) if party.rank == 0 else None, src=0)
+    w = be.encrypt(np.full((4, 2), 0.5) if party.rank == 1 else None, src=1)
+    return x, w
+
+
 def _swapped_key(party: pets.Party) -> Any:
     from pets.bfv.parameters import ARITHMETIC
     from pets.bfv.scheme import Keys
 
-    be = party.backend
-    model = pets.compile(nn.Linear(4, 2), backend=be, example_input=torch.zeros(1, 4),
-                         weights_from=1)
-    x = model.encrypt(np.ones((1, 4)) if party.rank == 0 else None, src=0)
-    model(x)  # keys agreed at the first layer
+    x, w = _linear_layer(party)
+    x @ w  # keys agreed at the first product
     if party.rank == 0:
-        be._session.keys = Keys(ARITHMETIC)  # a client that encrypts under another key
-    return model.decrypt(model(x), to=0)
+        party.backend._session.keys = Keys(ARITHMETIC)  # a client that encrypts under another key
+    return party.backend.decrypt(x @ w, to=0)
 
 
 def test_a_ciphertext_under_another_key_is_refused() -> None:
@@ -128,13 +133,10 @@ def test_a_ciphertext_under_another_key_is_refused() -> None:
 
 
 def _owner_dies(party: pets.Party) -> Any:
-    be = party.backend
-    model = pets.compile(nn.Linear(4, 2), backend=be, example_input=torch.zeros(1, 4),
-                         weights_from=1)
-    x = model.encrypt(np.ones((1, 4)) if party.rank == 0 else None, src=0)
+    x, w = _linear_layer(party)
     if party.rank == 1:
         os._exit(3)  # the owner goes away while the client waits for its answer
-    return model.decrypt(model(x), to=0)
+    return party.backend.decrypt(x @ w, to=0)
 
 
 def test_an_owner_that_dies_mid_protocol_is_a_party_error() -> None:
