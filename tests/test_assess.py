@@ -87,6 +87,11 @@ def test_impossible_cells_carry_what_the_server_held(run: dict[str, Any]) -> Non
     assert "if a key holder colludes: records rebuilt from one update" in fl.evidence
     impossible = [c for c in run["matrix"]["cells"] if c.status == "impossible"]
     assert impossible and all(c.evidence and c.note for c in impossible)
+    for c in impossible:  # said only where this run checked the view, and every check passed
+        assert c.evidence["checks passed"] and all(c.evidence["checks passed"].values()), c
+        assert "checked in this run" in c.note
+    assert he.evidence["Kolmogorov-Smirnov p against uniform on [0, q)"] > 1e-3
+    assert he.evidence["coefficients decoded"] > 10_000
     assert "evidence, what the attacker held:" in run["markdown"]
 
 
@@ -146,6 +151,61 @@ def test_reports_name_the_machine_and_configuration(run: dict[str, Any]) -> None
     assert '"epsilons": [' in run["markdown"]
 
 
+def _digits(count: int) -> tuple[np.ndarray, np.ndarray, Any]:
+    from pets_benchmarks.assess.workload import Workload, evaluator
+
+    w = Workload.load(tiny())
+    x, y = w.rows(w.test[:count])
+    return x.astype(np.float64), y, evaluator(w.rows(w.attacker))
+
+
+def test_a_view_that_fails_its_check_shows_the_measured_attack_not_impossible() -> None:
+    from pets_benchmarks.assess.evidence import checked_cell, ciphertext_check, share_check
+
+    x, y, classifier = _digits(40)
+    # a "share" that is the fixed-point data itself: not uniform, and it names the digits
+    leaky = share_check(np.round(x * 2**16).astype(np.int64), 2.0**16, x, y, classifier)
+    assert not leaky.impossible
+    assert leaky.evidence["checks passed"] == {"share uniform on the ring": False,
+                                               "no correlation with the data": False,
+                                               "digits named at chance": False}
+    cell = checked_cell("collection", "eavesdropping server", "MPC (2 parties)", leaky,
+                        held={}, note="one share")
+    assert cell.status == "measured" and cell.leakage is not None
+    assert cell.leakage.value > 0.5 and "check of the view failed" in cell.note
+    # a CKKS server that holds the secret key: its decrypt does not refuse
+    be = pets.backend("ckks")
+    tensor = be.encrypt(x, layout="batched")
+    broken = ciphertext_check(be, tensor, refusal="no error: the server could decrypt",
+                              labels=y, classifier=classifier)
+    assert not broken.impossible
+    assert broken.failed == ["decrypt refused", "no secret key held"]
+    assert broken.evidence["Kolmogorov-Smirnov p against uniform on [0, q)"] > 1e-3
+    random_shares = np.random.default_rng(0).integers(-2**63, 2**63 - 1, x.shape,
+                                                      dtype=np.int64)
+    assert share_check(random_shares, 2.0**16, x, y, classifier).impossible
+
+
+def test_inconclusive_cells_are_marked_and_not_coloured_as_findings() -> None:
+    from pets_benchmarks.assess.cells import Leakage
+    from pets_benchmarks.assess.reading import inconclusive
+    from pets_benchmarks.assess.report import leak_text
+
+    def measured(technique: str, value: float, low: float, high: float) -> Cell:
+        return Cell("release", "property", technique, "measured", leakage=Leakage(
+            "meta-classifier accuracy", value, (low, high), chance=0.5, advantage=0.0))
+
+    none, narrow = measured("none", 0.8, 0.7, 0.9), measured("DP eps=1", 0.6, 0.5, 0.7)
+    wide = measured("DP eps=8", 1.0, 0.54, 1.0)
+    cells = [none, narrow, wide]
+    assert leak_text(narrow, cells) == "0.60 [0.50, 0.70]"
+    assert leak_text(wide, cells) == "inconclusive: 1.00 [0.54, 1.00]"
+    at_chance = measured("none", 0.52, 0.45, 0.6)
+    assert inconclusive(narrow, at_chance) == ("the attack is at chance without protection "
+                                               "(none: meta-classifier accuracy 0.52 [0.45, 0.60])")
+    assert leak_text(narrow, [at_chance, narrow]).startswith("inconclusive: ")
+
+
 def test_a_run_that_failed_fails_only_its_cells() -> None:
     def never(run: Any) -> Cell:
         raise AssertionError("not reached")
@@ -183,7 +243,8 @@ def test_bad_configurations_are_refused_with_the_fix() -> None:
 
 @pytest.mark.parametrize("name", ["pets_benchmarks.assess", "pets_benchmarks.assess.cells",
                                   "pets_benchmarks.assess.config", "pets_benchmarks.assess.stats",
-                                  "pets_benchmarks.machine"])
+                                  "pets_benchmarks.assess.reading",
+                                  "pets_benchmarks.assess.evidence", "pets_benchmarks.machine"])
 def test_docstring_examples(name: str) -> None:
     import doctest
     import importlib
@@ -222,8 +283,10 @@ def test_mpc_party_sees_shares_uncorrelated_with_the_data() -> None:
         classifier=evaluator(w.rows(w.attacker)),
         settings={"epochs": 1, "lr": 0.5, "batch_size": 30}, timeout=120)
     view = result.query_view    # 40 x 64 values: a correlation's standard error is 0.02
-    assert abs(view["correlation of the share with the data"]) < 0.1
-    assert view["digits named from the share"] < 0.35      # chance 0.1; 40 queries
+    assert abs(view.evidence["correlation of the share with the data"]) < 0.1
+    assert view.leakage is not None and view.leakage.value < 0.35  # chance 0.1; 40 queries
+    assert view.evidence["Kolmogorov-Smirnov p against uniform on the 64-bit ring"] > 1e-3
+    assert view.impossible and result.record_view.impossible
     assert result.inference.accuracy == pytest.approx(result.inference.plain_accuracy, abs=0.05)
     assert result.inference.details["logits off by more than 0.05"] <= 0.01
     assert result.training.accuracy is not None

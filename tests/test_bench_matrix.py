@@ -69,7 +69,7 @@ def test_every_technique_gives_a_cell_for_every_workload(tiny: tuple[MatrixResul
             assert any(c.workload == workload and c.technique == technique
                        for c in result.cells), (workload, technique)
     assert _cell(result, "mlp", "plaintext").status == OK
-    for technique in ("dp", "ckks-per-sample", "ckks-batched", "mpc-2"):
+    for technique in ("dp-output", "dp-sgd", "ckks-per-sample", "ckks-batched", "mpc-2"):
         ran = [c for c in result.cells if c.technique == technique and c.status == OK]
         assert ran, f"no {technique} cell ran"
 
@@ -165,10 +165,10 @@ def test_private_cells_keep_the_plaintext_outputs(tiny: tuple[MatrixResult, Path
 def test_dp_cells_carry_their_epsilon(tiny: tuple[MatrixResult, Path]) -> None:
     result, _ = tiny
     config = result.config
-    release = _cell(result, "dot-16", "dp", f"eps={config.dp_epsilon:g}")
+    release = _cell(result, "dot-16", "dp-output", f"eps={config.dp_epsilon:g}")
     assert release.epsilon == config.dp_epsilon and _n(release.error) > 0  # noise was added
     for epsilon in config.dp_epsilons:
-        cell = _cell(result, "mlp-train", "dp", f"eps={epsilon:g}")
+        cell = _cell(result, "mlp-train", "dp-sgd", f"eps={epsilon:g}")
         assert cell.status == OK, cell.reason
         assert 0 < _n(cell.epsilon) <= epsilon + 1e-6
 
@@ -230,13 +230,14 @@ def test_a_failing_or_missing_technique_leaves_reasons_and_the_run_goes_on(
     assert all(c.status == SKIPPED and "no_such_engine_for_pets is not installed" in c.reason
                and "pip install 'pets[absent]'" in c.reason for c in absent)
     assert all(c.status == SKIPPED and "left out" in c.reason
-               for c in result.cells if c.technique in ("dp", "mpc-2", "federated"))
+               for c in result.cells
+               if c.technique in ("dp-output", "dp-sgd", "mpc-2", "federated"))
 
 
 def test_skip_refuses_unknown_techniques_and_lists_the_known_ones() -> None:
     with pytest.raises(pets.ParameterError, match=r"no technique called mcp; --skip takes "
-                       r"one of: ckks, ckks-batched, ckks-per-sample, dp, federated, mpc, "
-                       r"mpc-2, mpc-3$"):
+                       r"one of: ckks, ckks-batched, ckks-per-sample, dp, dp-output, dp-sgd, "
+                       r"federated, mpc, mpc-2, mpc-3$"):
         check_skip(["mcp"], MatrixConfig.full())
     with pytest.raises(pets.ParameterError, match="plaintext cannot be left out: it is the "
                        "baseline every ratio divides by"):
@@ -258,7 +259,8 @@ def test_cli_bench_writes_the_files(tmp_path: Path) -> None:
     for name in FILES:
         assert (tmp_path / name).exists(), name
     cells = json.loads((tmp_path / "results.json").read_text())["cells"]
-    assert {c["technique"] for c in cells} == {"plaintext", "dp", "ckks-per-sample",
+    assert {c["technique"] for c in cells} == {"plaintext", "dp-output", "dp-sgd",
+                                               "ckks-per-sample",
                                                "ckks-batched", "mpc-2", "mpc-3", "federated"}
 
 

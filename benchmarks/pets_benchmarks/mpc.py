@@ -7,8 +7,13 @@ interleaved in the same processes, so their ratio is fair:
 * inference of a digits ReLU MLP (64-32-10, plain weights, private inputs):
   pets' compiled model against ``cryptensor`` ``matmul``/``relu`` by hand;
 * a training step of a 30->2 softmax classifier on 150 breast-cancer samples:
-  ``PrivateModel.fit`` against CrypTen's ``crypten.nn`` with its autograd and
-  ``CrossEntropyLoss`` (its defaults), rounds and bytes per step, and the
+  ``PrivateModel.fit`` against CrypTen's ``crypten.nn`` with its autograd, three
+  ways (:data:`CRYPTEN_TRAINING`): ``CrossEntropyLoss`` as it comes (it computes the
+  loss value), with ``skip_forward=True`` (no loss value, as pets' ``fit``), and
+  with ``skip_forward=True`` and fewer exp/reciprocal iterations
+  (:data:`TUNED_ITERATIONS`). Every side starts from the same weights and steps
+  through the same batches (one seeded shuffle); a plaintext numpy SGD over the
+  same batches is the accuracy reference. Rounds and bytes per step, and the
   accuracy each reaches after the same epochs;
 * a training step of the digits MLP (batch 64), time and rounds per step.
 
@@ -18,9 +23,10 @@ handed to the wire; the dealer's traffic apart, as offline bytes).
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +34,37 @@ import numpy as np
 
 from pets_benchmarks.report import Table
 
-__all__ = ["MPCReport", "run_mpc"]
+__all__ = ["CRYPTEN_TRAINING", "TUNED_ITERATIONS", "MPCReport", "run_mpc"]
+
+#: CrypTen's approximation settings for the tuned baseline (its defaults: exp 8
+#: iterations, reciprocal 10 Newton steps); the softmax inputs here are logits
+#: minus their maximum, in about [-16, 0], where these keep the same accuracy
+TUNED_ITERATIONS = {"functions.exp_iterations": 6, "functions.reciprocal_nr_iters": 6}
+
+#: the CrypTen training baselines: row label -> (skip_forward, config overrides, what
+#: differs from pets' ``fit`` besides the engine)
+CRYPTEN_TRAINING: dict[str, tuple[bool, dict[str, int], str]] = {
+    "CrypTen nn + autograd (defaults)": (
+        False, {}, "computes the loss value (log of the softmax), which fit skips; CrypTen's "
+                   "exp and reciprocal iterations"),
+    "CrypTen, skip_forward=True": (
+        True, {}, "no loss value, as fit; CrypTen's default exp (8) and reciprocal (10) "
+                  "iterations; its softmax takes the max by comparisons"),
+    "CrypTen, skip_forward=True, tuned": (
+        True, TUNED_ITERATIONS, "no loss value; exp 6 and reciprocal 6 iterations; its "
+                                "softmax takes the max by comparisons"),
+}
+
+#: what the training comparison holds equal on every side
+#: the softmax training's step size, batch and shuffle seed (every side)
+LR, BATCH, SEED = 0.5, 150, 3
+
+#: what differs between pets' inference and the CrypTen-by-hand baseline
+INFERENCE_DIFFERS = ("the same matmul, add and relu calls on cryptensors, written by hand: "
+                     "no compile step, no pets layer")
+
+SAME = ("same initial weights, same seeded shuffle (seed 3), same batches of 150, lr 0.5, "
+        "same epochs")
 
 
 @dataclass
@@ -38,9 +74,11 @@ class MPCReport:
     table: Table
     training: Table
     ratios: dict[str, float] = field(default_factory=dict)
+    #: what the training comparison holds equal on every side
+    same: str = ""
 
     def __str__(self) -> str:
-        lines = [str(self.table), "", str(self.training), ""]
+        lines = [str(self.table), "", str(self.training), f"every training row: {self.same}", ""]
         lines += [f"{name}: {value:.3g}" for name, value in self.ratios.items()]
         return "\n".join(lines)
 
@@ -90,6 +128,69 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, Any]:
     return result, cost
 
 
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _crypten_training(crypten: Any, initial: dict[str, Any], cx: Any, cy: Any,
+                      labels: np.ndarray, *, epochs: int, skip_forward: bool
+                      ) -> tuple[float, float, float, float]:
+    """CrypTen's own training loop on the shared data: (seconds, bytes, rounds) per step
+    and the accuracy reached; the batches are fit's (``default_rng(3)``, sorted)."""
+    import torch
+
+    model = crypten.nn.Linear(30, 2)
+    model.weight.data = initial["weight"].clone()  # same start as pets
+    model.bias.data = initial["bias"].clone()
+    model.encrypt(src=0)
+    model.train()
+    loss_fn = crypten.nn.CrossEntropyLoss(skip_forward=skip_forward)
+    count = len(labels)
+
+    def train() -> int:
+        steps = 0
+        for index in _batches(count, epochs):
+            chosen = torch.tensor(index)
+            loss = loss_fn(model(cx[chosen]), cy[chosen])
+            model.zero_grad()
+            loss.backward()
+            model.update_parameters(LR)
+            steps += 1
+        return steps
+
+    steps, cost = _timed(train)
+    model.eval()
+    predicted = model(cx).get_plain_text().numpy()
+    return (cost.seconds / steps, cost.bytes_sent / steps, cost.rounds / steps,
+            float((predicted.argmax(axis=1) == labels).mean()))
+
+
+def _batches(count: int, epochs: int) -> Iterator[np.ndarray]:
+    """The batches ``PrivateModel.fit(..., batch_size=BATCH, seed=SEED)`` steps through."""
+    rng = np.random.default_rng(SEED)
+    for _ in range(epochs):
+        order = rng.permutation(count)
+        for first in range(0, count, BATCH):
+            yield np.sort(order[first : first + BATCH])
+
+
+def _plain_training(features: np.ndarray, onehot: np.ndarray, initial: dict[str, Any],
+                    epochs: int) -> float:
+    """The same SGD in float64 numpy (same start, batches and step): its accuracy."""
+    weight = initial["weight"].double().numpy().T.copy()
+    bias = initial["bias"].double().numpy().copy()
+    for index in _batches(len(features), epochs):
+        xb, yb = features[index], onehot[index]
+        logits = xb @ weight + bias
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        grad = (exp / exp.sum(axis=1, keepdims=True) - yb) / len(index)
+        weight -= LR * xb.T @ grad
+        bias -= LR * grad.sum(axis=0)
+    predicted = (features @ weight + bias).argmax(axis=1)
+    return float((predicted == onehot.argmax(axis=1)).mean())
+
+
 def _party(party: Any, state: dict[str, np.ndarray], samples: int, repeats: int,
            epochs: int) -> dict[str, Any]:
     """Runs in every party process: pets and CrypTen interleaved on the same work."""
@@ -137,42 +238,21 @@ def _party(party: Any, state: dict[str, np.ndarray], samples: int, repeats: int,
     shared_x = be.encrypt(features if rank == 0 else None, src=0)
     shared_y = be.encrypt(onehot if rank == 0 else None, src=0)
     classifier = pets.compile(linear, backend=be, example_input=torch.zeros(2, 30))
-    history, cost = _timed(lambda: classifier.fit(shared_x, shared_y, epochs=epochs, lr=0.5,
-                                                  batch_size=150, seed=3))
+    history, cost = _timed(lambda: classifier.fit(shared_x, shared_y, epochs=epochs, lr=LR,
+                                                  batch_size=BATCH, seed=SEED))
     revealed = classifier.decrypt(classifier(shared_x))
     out["pets_step"] = (cost.seconds / history.steps, cost.bytes_sent / history.steps,
                         cost.rounds / history.steps,
                         float((revealed.argmax(axis=1) == labels).mean()))
+    out["plain_accuracy"] = _plain_training(features, onehot, initial, epochs)
 
-    crypten_model = crypten.nn.Linear(30, 2)
-    crypten_model.weight.data = initial["weight"].clone()  # same start as pets
-    crypten_model.bias.data = initial["bias"].clone()
-    crypten_model.encrypt(src=0)
-    crypten_model.train()
-    loss_fn = crypten.nn.CrossEntropyLoss()
     cx = crypten.cryptensor(torch.tensor(features if rank == 0 else np.zeros_like(features)),
                             src=0)
     cy = crypten.cryptensor(torch.tensor(onehot if rank == 0 else np.zeros_like(onehot)), src=0)
-    rng = np.random.default_rng(3)
-
-    def crypten_epochs() -> int:
-        steps = 0
-        for _ in range(epochs):
-            order = rng.permutation(len(features))
-            for first in range(0, len(features), 150):
-                index = torch.tensor(np.sort(order[first : first + 150]))
-                loss = loss_fn(crypten_model(cx[index]), cy[index])
-                crypten_model.zero_grad()
-                loss.backward()
-                crypten_model.update_parameters(0.5)
-                steps += 1
-        return steps
-
-    steps, cost = _timed(crypten_epochs)
-    crypten_model.eval()
-    predicted = crypten_model(cx).get_plain_text().numpy()
-    out["crypten_step"] = (cost.seconds / steps, cost.bytes_sent / steps, cost.rounds / steps,
-                           float((predicted.argmax(axis=1) == labels).mean()))
+    for name, (skip_forward, overrides, _) in CRYPTEN_TRAINING.items():
+        with crypten.cfg.temp_override(overrides) if overrides else _nothing():
+            out[name] = _crypten_training(crypten, initial, cx, cy, labels, epochs=epochs,
+                                          skip_forward=skip_forward)
 
     # a training step of the digits MLP (batch 64), pets only: rounds and time
     mlp = pets.compile(_mlp(state), backend=be, example_input=torch.zeros(2, 64))
@@ -194,14 +274,15 @@ def run_mpc(*, parties: Sequence[int] = (2, 3), samples: int = 64, repeats: int 
         parties, samples, repeats, epochs = (2,), 32, 2, 1
     state, plain_accuracy = _digits_mlp()
     table = Table(["technique", "parties", "ms/sample", "KiB/sample", "rounds", "accuracy",
-                   "x CrypTen time"])
+                   "x CrypTen time", "differs from pets"])
     training = Table(["training step", "parties", "ms/step", "KiB/step", "rounds/step",
-                      f"accuracy ({epochs} epochs)"])
+                      f"accuracy ({epochs} epochs)", "differs from pets"])
     start = time.perf_counter()
     from pets_benchmarks.workloads import digits
 
     x = digits().x_test[:samples]
-    table.add("plaintext (torch)", 1, _plain_ms(state, x), 0.0, 0, plain_accuracy, float("nan"))
+    table.add("plaintext (torch)", 1, _plain_ms(state, x), 0.0, 0, plain_accuracy, float("nan"),
+              "float32 in one process, no secrecy")
     ratios: dict[str, float] = {}
     for count in parties:
         say(f"MPC: {count} parties (+ dealer), inference and training, pets beside CrypTen")
@@ -215,22 +296,30 @@ def run_mpc(*, parties: Sequence[int] = (2, 3), samples: int = 64, repeats: int 
             medians[name] = seconds
             table.add(f"{name} MPC inference", count, 1e3 * seconds / samples,
                       runs[0][1] / samples / 1024, runs[0][2], runs[0][3],
-                      seconds / statistics.median(r[0] for r in first["crypten"]))
+                      seconds / statistics.median(r[0] for r in first["crypten"]),
+                      "-" if name == "pets" else INFERENCE_DIFFERS)
         ratios[f"pets / CrypTen inference time, {count} parties"] = (
             medians["pets"] / medians["crypten"])
-        for name, key in (("pets fit (30->2, 150 samples)", "pets_step"),
-                          ("CrypTen nn + autograd (defaults)", "crypten_step")):
-            seconds, sent, rounds, accuracy = first[key]
-            training.add(name, count, 1e3 * seconds, sent / 1024, rounds, accuracy)
-        ratios[f"pets / CrypTen rounds per training step, {count} parties"] = (
-            first["pets_step"][2] / first["crypten_step"][2])
-        ratios[f"pets / CrypTen time per training step, {count} parties"] = (
-            first["pets_step"][0] / first["crypten_step"][0])
+        training.add("pets fit (30->2, 150 samples)", count, *_step(first["pets_step"]), "-")
+        for name, (_, _, differs) in CRYPTEN_TRAINING.items():
+            training.add(name, count, *_step(first[name]), differs)
+            ratios[f"pets / {name}: rounds per training step, {count} parties"] = (
+                first["pets_step"][2] / first[name][2])
+            ratios[f"pets / {name}: time per training step, {count} parties"] = (
+                first["pets_step"][0] / first[name][0])
+        training.add("plaintext numpy SGD (30->2)", 1, float("nan"), float("nan"), float("nan"),
+                     first["plain_accuracy"], "float64 in one process, no secrecy")
         seconds, sent, rounds = first["mlp_step"]
         training.add("pets fit (digits MLP 64-32-10, batch 64)", count, 1e3 * seconds,
-                     sent / 1024, rounds, float("nan"))
+                     sent / 1024, rounds, float("nan"), "-")
     say(f"MPC rows done in {time.perf_counter() - start:.0f} s")
-    return MPCReport(table, training, ratios)
+    return MPCReport(table, training, ratios, same=SAME)
+
+
+def _step(values: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """(ms, KiB, rounds, accuracy) per step from (seconds, bytes, rounds, accuracy)."""
+    seconds, sent, rounds, accuracy = values
+    return 1e3 * seconds, sent / 1024, rounds, accuracy
 
 
 def _plain_ms(state: dict[str, np.ndarray], x: np.ndarray) -> float:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pets_benchmarks.assess.config import from_environment, full, quick
-from pets_benchmarks.assess.report import write_reports
+from pets_benchmarks.assess.report import leak_text, write_reports
 from pets_benchmarks.assess.runner import STAGES, run_assessment
 
 __all__ = ["main"]
@@ -87,9 +87,7 @@ def main(*, quick_run: bool, out: str, environ: Mapping[str, str] | None = None)
         for threat in threats:
             print(f"\n{stage}: {threat}")
             for technique in config.techniques:
-                cell = matrix.cell(stage, threat, technique)
-                shown = (cell.leakage.short() if cell.status == "measured" and cell.leakage
-                         else cell.status)
+                shown = leak_text(matrix.cell(stage, threat, technique), matrix.cells)
                 print(f"  {technique:<{width}}  {shown}")
     failed = [c for c in matrix.cells if c.status == "failed"]
     print(f"\n{matrix.seconds:.0f} s; {len(failed)} failed cell(s). Wrote "

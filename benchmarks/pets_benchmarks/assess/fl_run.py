@@ -10,7 +10,8 @@ sum and divide by the count. Flower's orchestration is left out of the time (the
 run adds Flower's own simulation numbers to the cost's details).
 
 The aggregator's view (bytes received, ``has_secret_key``, the error its ``decrypt``
-raises) is the evidence of the ``impossible`` cells.
+raises, and :func:`~pets_benchmarks.assess.evidence.ciphertext_check` on an update it
+loaded) is the evidence of the ``impossible`` cells.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 
 from pets_benchmarks.assess.cells import Cost
 from pets_benchmarks.assess.config import AssessConfig
+from pets_benchmarks.assess.evidence import Verdict, ciphertext_check
 from pets_benchmarks.assess.workload import Workload, stopwatch
 
 __all__ = ["FLRun", "run_federated", "torch_twin"]
@@ -37,6 +39,8 @@ class FLRun:
 
     training: Cost
     aggregator_view: dict[str, Any]
+    #: this run's check of an update as the aggregator held it
+    aggregator_check: Verdict
     noise_multiplier_one_update: float
     epsilon: float
     epsilon_one_update: float
@@ -110,12 +114,14 @@ def run_federated(workload: Workload, config: AssessConfig) -> FLRun:
     with stopwatch() as pooled_time:
         pooled, _ = train(pooled, x, y, epochs=rounds * config.fl_local_epochs,
                           lr=config.fl_lr, seed=config.seed)
+    refused = _refusal(lambda: aggregator.decrypt(held["tensor"]))
+    check = ciphertext_check(aggregator, held["tensor"], refusal=refused)
     view = {
         "held by the aggregator": "the public key set and one ciphertext per client per round",
         "public key set bytes": len(public),
         "ciphertext bytes per update": held["uploads"],
         "aggregator has_secret_key": aggregator.has_secret_key,
-        "aggregator decrypt attempt": _refusal(lambda: aggregator.decrypt(held["tensor"])),
+        "aggregator decrypt attempt": refused,
         "no record leaves its client": f"each client trains on its {len(shards[0])} or so "
                                        "records locally; only encrypted proposals travel",
     }
@@ -144,7 +150,7 @@ def run_federated(workload: Workload, config: AssessConfig) -> FLRun:
         plain_accuracy=accuracy(pooled, test_x, test_y),
         details=details,
     )
-    return FLRun(training, view,
+    return FLRun(training, view, check,
                  privacy.noise_multiplier / math.sqrt(privacy.noise_clients), epsilon,
                  privacy.epsilon_of_one_update(rounds), params)
 

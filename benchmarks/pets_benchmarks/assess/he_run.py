@@ -5,7 +5,9 @@ compiles the model for ``pets.backend("ckks")``, sends ``backend.public()`` byte
 its encrypted queries; the server (``pets.load_backend`` of those bytes, as
 ``pets serve`` does) evaluates on ciphertexts; the client decrypts. What the server
 held is recorded as the evidence of the ``impossible`` cells: the bytes it received,
-``has_secret_key``, and the error its own ``decrypt`` raised when tried.
+``has_secret_key``, the error its own ``decrypt`` raised when tried, and the checks of
+:func:`~pets_benchmarks.assess.evidence.ciphertext_check` on the ciphertexts it loaded
+(their coefficients against uniform, and an attacker's classifier reading them).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from pets_benchmarks.assess.cells import Cost
+from pets_benchmarks.assess.evidence import Verdict, ciphertext_check
 from pets_benchmarks.assess.workload import Data, stopwatch
 
 __all__ = ["HERun", "run_he"]
@@ -34,6 +37,9 @@ class HERun:
     collection_view: dict[str, Any]
     training_refusal: str
     max_difference: float
+    #: this run's checks of the server's view of the queries and of the records
+    server_check: Verdict
+    collection_check: Verdict
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
@@ -48,8 +54,10 @@ def _refusal(action: Any) -> str:
     return "no error: the server could decrypt (this would be a broken deployment)"
 
 
-def run_he(model: Any, calibration: Any, queries: Data, records: Any) -> HERun:
-    """Encrypted inference of ``queries`` with ``model``; ``records`` encrypted for collection."""
+def run_he(model: Any, calibration: Any, queries: Data, records: Any,
+           record_labels: Any = None, classifier: Any = None) -> HERun:
+    """Encrypted inference of ``queries`` with ``model``; ``records`` encrypted for collection;
+    ``classifier`` is the attacker's, tried on what the server holds."""
     import torch
 
     import pets
@@ -74,13 +82,16 @@ def run_he(model: Any, calibration: Any, queries: Data, records: Any) -> HERun:
         outputs = compiled.decrypt(client.load_tensor(response))   # client
     difference = float(np.max(np.abs(outputs - reference)))
     agreement = float((outputs.argmax(axis=1) == reference.argmax(axis=1)).mean())
+    refused = _refusal(lambda: server.decrypt(at_server))
+    server_check = ciphertext_check(server, at_server, refusal=refused, labels=y,
+                                    classifier=classifier)
     view = {
         "held by the server": "the public key set and the ciphertexts of the queries",
         "public key set bytes": len(public),
         "ciphertext bytes received": len(request),
         "result ciphertext bytes sent back": len(response),
         "server has_secret_key": server.has_secret_key,
-        "server decrypt attempt": _refusal(lambda: server.decrypt(at_server)),
+        "server decrypt attempt": refused,
         "security_bits": client.describe().get("security_bits"),
         "poly_modulus_degree": client.describe().get("poly_modulus_degree"),
     }
@@ -105,15 +116,19 @@ def run_he(model: Any, calibration: Any, queries: Data, records: Any) -> HERun:
         details={"usable for": "encrypted inference only: CKKS cannot train (see training)"},
     )
     held = server.load_tensor(stored)
+    refused = _refusal(lambda: server.decrypt(held))
+    collection_check = ciphertext_check(server, held, refusal=refused, labels=record_labels,
+                                        classifier=classifier)
     stored_view = {
         "held by the server": "the public key set and the ciphertexts of the records",
         "public key set bytes": len(public),
         "ciphertext bytes of the records": len(stored),
         "server has_secret_key": server.has_secret_key,
-        "server decrypt attempt": _refusal(lambda: server.decrypt(held)),
+        "server decrypt attempt": refused,
         "security_bits": view["security_bits"],
         "poly_modulus_degree": view["poly_modulus_degree"],
     }
     refusal = _refusal(lambda: compiled.fit(at_server, at_server))
     parameters = {k: v for k, v in client.describe().items() if k not in ("why",)}
-    return HERun(inference, collection, view, stored_view, refusal, difference, parameters)
+    return HERun(inference, collection, view, stored_view, refusal, difference, server_check,
+                 collection_check, parameters)

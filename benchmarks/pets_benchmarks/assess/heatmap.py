@@ -1,7 +1,9 @@
 """The matrix as a PNG heat map: rows stage/threat, columns techniques (matplotlib, Agg canvas).
 
 A measured cell's colour is the attack's advantage over chance (white 0, dark red 1)
-and its text the metric; *impossible* cells are green, the others grey with their status.
+and its text the metric and its 95% interval; an *inconclusive* one (interval wider than
+0.3, or its row at chance: :mod:`~pets_benchmarks.assess.reading`) is grey and says so;
+*impossible* cells are green, the others grey with their status.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def write_heatmap(matrix: Matrix, path: Path) -> Path:
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
+    from pets_benchmarks.assess.reading import inconclusive, row_baseline
     from pets_benchmarks.assess.runner import STAGES
 
     rows = [(stage, threat) for stage, threats in STAGES.items() for threat in threats]
@@ -51,6 +54,8 @@ def write_heatmap(matrix: Matrix, path: Path) -> Path:
                     if cell.leakage.interval is not None:
                         low, high = cell.leakage.interval
                         text += f"\n[{low:.2f}, {high:.2f}]"
+                    if inconclusive(cell, row_baseline(matrix.cells, cell)):
+                        colour, text = OTHER, "inconclusive\n" + text
                 elif cell.status == "impossible":
                     colour, text = IMPOSSIBLE, "impossible"
                 else:

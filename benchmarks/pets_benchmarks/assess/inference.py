@@ -23,6 +23,7 @@ from pets_benchmarks.assess.cells import Cell, Cost, Leakage, advantage_over_cha
 from pets_benchmarks.assess.collection import digits_named
 from pets_benchmarks.assess.config import dp_column
 from pets_benchmarks.assess.context import Context, from_run
+from pets_benchmarks.assess.evidence import checked_cell
 from pets_benchmarks.assess.workload import stopwatch
 
 __all__ = ["inference_cells", "inversion_leakage"]
@@ -95,13 +96,12 @@ def inference_cells(ctx: Context) -> list[Cell]:
         cells.append(Cell(STAGE, SERVER, dp_column(epsilon), "not applicable",
                           note="DP-SGD protects the training records, not a query the server "
                                "reads; hide queries with HE or MPC (local DP: see collection)"))
-    cells.append(from_run(STAGE, SERVER, "HE (CKKS)", ctx.he, lambda he: Cell(
-        STAGE, SERVER, "HE (CKKS)", "impossible", cost=he.inference, evidence=he.server_view,
+    cells.append(from_run(STAGE, SERVER, "HE (CKKS)", ctx.he, lambda he: checked_cell(
+        STAGE, SERVER, "HE (CKKS)", he.server_check, held=he.server_view, cost=he.inference,
         note="the server evaluates on ciphertexts and never holds the secret key",
     ), skipped="the HE run is off in this configuration"))
-    cells.append(from_run(STAGE, SERVER, "MPC (2 parties)", ctx.mpc, lambda mpc: Cell(
-        STAGE, SERVER, "MPC (2 parties)", "impossible", cost=mpc.inference,
-        evidence=mpc.query_view,
+    cells.append(from_run(STAGE, SERVER, "MPC (2 parties)", ctx.mpc, lambda mpc: checked_cell(
+        STAGE, SERVER, "MPC (2 parties)", mpc.query_view, held={}, cost=mpc.inference,
         note="the model owner holds one share of each query; only the querying party "
              "learns the answer",
     ), skipped="the MPC run (party processes) is off in this configuration"))

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pets_benchmarks.assess.cells import Cost
-from pets_benchmarks.assess.stats import correlation_interval, share_interval
+from pets_benchmarks.assess.evidence import Verdict, share_check
 from pets_benchmarks.assess.workload import stopwatch
 
 __all__ = ["MPCRun", "party_program", "run_mpc", "share_view"]
@@ -86,27 +86,18 @@ def party_program(party: Any, halves: list[Any], labels: list[Any], queries: Any
 
 
 def share_view(data: bytes, truth: npt.NDArray[Any], labels: npt.NDArray[Any],
-               classifier: Any) -> dict[str, Any]:
-    """What a party's share bytes of ``truth`` give away: correlation and digit recognition."""
+               classifier: Any) -> Verdict:
+    """This run's check of a party's share bytes of ``truth`` (:func:`share_check`): the
+    share against uniform, its correlation with the data, digits named from it."""
     from pets.serialization import unpack
 
     envelope = unpack(data, kind="tensor")
-    share = np.frombuffer(envelope.blobs[0], dtype="<i8").astype(np.float64)
-    share = share.reshape(truth.shape)
+    share = np.frombuffer(envelope.blobs[0], dtype="<i8").reshape(truth.shape)
     scale = float(envelope.meta.get("scale", 1))
-    flat = np.asarray(truth, dtype=np.float64).ravel()
-    r = float(np.corrcoef(share.ravel(), flat)[0, 1])
-    named = int((classifier.predict(share / scale) == labels).sum())
-    return {
-        "held by the party": f"{len(data):,} bytes: its additive share of each value, an "
-                             "integer in the 64-bit ring; the shape",
-        "correlation of the share with the data": r,
-        "correlation interval (95%)": list(correlation_interval(r, flat.size)),
-        "values": int(flat.size),
-        "digits named from the share": named / len(labels),
-        "digits named interval (95%)": list(share_interval(named, len(labels))),
-        "chance": 0.1,
-    }
+    verdict = share_check(share, scale, truth, labels, classifier)
+    held = {"held by the party": f"{len(data):,} bytes: its additive share of each value, an "
+                                 "integer in the 64-bit ring; the shape"}
+    return Verdict(verdict.impossible, {**held, **verdict.evidence}, verdict.leakage)
 
 
 @dataclass(frozen=True)
@@ -116,8 +107,8 @@ class MPCRun:
     collection: Cost
     training: Cost
     inference: Cost
-    record_view: dict[str, Any]
-    query_view: dict[str, Any]
+    record_view: Verdict
+    query_view: Verdict
     seconds_with_processes: float
 
 

@@ -122,8 +122,10 @@ def release_cells(ctx: Context) -> list[Cell]:
                               leakage=_property(ctx, train_fn)))
         else:
             cells.append(Cell(STAGE, PROPERTY, technique, "skipped", cost=cost,
-                              note="off in this configuration: each shadow model is one "
-                                   "more DP-SGD run"))
+                              note=f"off in this configuration: an interval within +-0.15 "
+                                   f"needs {config.property_targets} target models of each "
+                                   f"kind and {config.property_shadows} shadows, each one "
+                                   "more DP-SGD run (the full run measures it)"))
     for threat in (MEMBERSHIP, INVERSION, PROPERTY):
         cells.append(Cell(STAGE, threat, "HE (CKKS)", "not applicable",
                           note=IN_USE.format(name="HE")))

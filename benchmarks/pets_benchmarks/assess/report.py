@@ -13,25 +13,43 @@ from pathlib import Path
 from typing import Any
 
 from pets_benchmarks.assess.cells import Cell, Cost
+from pets_benchmarks.assess.reading import inconclusive, row_baseline
 from pets_benchmarks.assess.runner import STAGES, Matrix
 
-__all__ = ["load_matrix", "markdown", "write_reports"]
+__all__ = ["leak_text", "load_matrix", "markdown", "write_reports"]
 
 READING = """\
 Each cell is one technique against one threat of one stage of the workflow. A
 *measured* cell gives the attack's metric with its 95% interval; the heat map colours
 its advantage over chance (0 = the attacker does no better than a guess, 1 = it learns
-everything the metric can show). *impossible* means the attacker's view holds nothing
-the attack could use: the evidence below says what it held, measured in this run.
-*n/a*: the technique does not address that threat (the reason is below). Costs are
-against plaintext on the same work, in the same run."""
+everything the metric can show). A measured cell is *inconclusive* (grey, not
+coloured) when its interval is wider than 0.3 or when the attack is at chance even
+without protection. *impossible* means this run checked the attacker's view: it held
+only ciphertexts or random shares, decoding them failed or named digits at chance, and
+their bytes passed a test against uniform (the evidence below). *n/a*: the technique
+does not address that threat (the reason is below). Costs are against plaintext on the
+same work, in the same run."""
 
 
-def _leak_text(cell: Cell) -> str:
+def leak_text(cell: Cell, cells: list[Cell]) -> str:
+    """A cell of the leakage table: the metric and its interval, marked *inconclusive*
+    where :func:`~pets_benchmarks.assess.reading.inconclusive` says so."""
     if cell.status == "measured" and cell.leakage is not None:
-        return cell.leakage.short()
-    return {"impossible": "**impossible**", "not applicable": "n/a"}.get(cell.status,
-                                                                         cell.status)
+        text = f"{cell.leakage.value:.2f} [{cell.leakage.interval[0]:.2f}, " \
+               f"{cell.leakage.interval[1]:.2f}]" if cell.leakage.interval else \
+               f"{cell.leakage.value:.2f}"
+        if inconclusive(cell, row_baseline(cells, cell)):
+            return f"inconclusive: {text}"
+        return text
+    return {"impossible": "**impossible** (checked)", "not applicable": "n/a"}.get(
+        cell.status, cell.status)
+
+
+def _leak_text(cell: Cell, cells: list[Cell]) -> str:
+    text = leak_text(cell, cells)
+    if cell.status == "measured" and cell.leakage is not None:
+        return f"{cell.leakage.metric} {text}"
+    return text
 
 
 def _cost_text(cost: Cost | None) -> str:
@@ -74,7 +92,7 @@ def markdown(matrix: Matrix) -> str:
         f"Libraries: {versions}.", "", READING, "", "## Leakage (attack success)", "",
     ]
     head = ["stage", "threat", *matrix.techniques]
-    rows = [[stage, threat, *(_leak_text(matrix.cell(stage, threat, t))
+    rows = [[stage, threat, *(_leak_text(matrix.cell(stage, threat, t), matrix.cells)
                                for t in matrix.techniques)]
             for stage, threats in STAGES.items() for threat in threats]
     lines += _table(head, rows)
@@ -88,14 +106,14 @@ def markdown(matrix: Matrix) -> str:
     lines += _table(["stage", *matrix.techniques], cost_rows)
     lines += ["", "Work measured:", "", *works, "", "## Cells: evidence, reasons, details", ""]
     for cell in matrix.cells:
-        lines += _cell_section(cell)
+        lines += _cell_section(cell, matrix.cells)
     lines += ["## Notes", "", *(f"- {note}" for note in matrix.notes), "",
               "## Configuration", "", "```json",
               json.dumps(config.to_dict(), indent=1), "```", ""]
     return "\n".join(lines)
 
 
-def _cell_section(cell: Cell) -> list[str]:
+def _cell_section(cell: Cell, cells: list[Cell]) -> list[str]:
     title = f"### {cell.stage} / {cell.threat} / {cell.technique}: {cell.status}"
     lines = [title, ""]
     if cell.note:
@@ -103,6 +121,9 @@ def _cell_section(cell: Cell) -> list[str]:
     if cell.leakage is not None:
         lines.append(f"- {cell.leakage.short()} (chance {cell.leakage.chance:g}, advantage "
                      f"{cell.leakage.advantage:.2f})")
+        why = inconclusive(cell, row_baseline(cells, cell))
+        if why:
+            lines.append(f"- inconclusive: {why}")
         lines += [f"- {k}: {_value(v)}" for k, v in cell.leakage.details.items()]
     if cell.evidence:
         lines.append("- evidence, what the attacker held:")

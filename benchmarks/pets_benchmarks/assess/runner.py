@@ -130,7 +130,8 @@ def _he(ctx: Context) -> Any:
 
     w = ctx.workload
     queries = w.rows(w.test[: ctx.config.he_queries])
-    return run_he(ctx.plain, w.x[w.members], queries, w.x[w.collected])
+    return run_he(ctx.plain, w.x[w.members], queries, w.x[w.collected],
+                  record_labels=w.y[w.collected], classifier=ctx.evaluator)
 
 
 def _mpc(ctx: Context) -> Any:

@@ -12,9 +12,10 @@ share rebuilt, with a Clopper-Pearson interval.
 * DP: clipped to the DP-SGD run's norm with its noise multiplier (``clip_and_noise``);
 * HE: not applicable (CKKS cannot train; the refusal is recorded);
 * MPC: gradients are secret-shared, never opened; FL + DP + HE: the aggregator sums
-  ciphertexts. Both impossible by construction, with the evidence; for FL the evidence
-  adds what a key holder colluding with the aggregator would rebuild (one update with
-  only its client's noise share).
+  ciphertexts. Both *impossible* only when this run's check of the view passes
+  (:mod:`~pets_benchmarks.assess.evidence`); for FL the evidence adds what a key
+  holder colluding with the aggregator would rebuild (one update with only its
+  client's noise share), the attack shown if the check fails.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from pets_benchmarks.assess.cells import Cell, Leakage
 from pets_benchmarks.assess.config import dp_column
 from pets_benchmarks.assess.context import Context, from_run
+from pets_benchmarks.assess.evidence import checked_cell
 from pets_benchmarks.assess.stats import share_interval
 from pets_benchmarks.assess.workload import make_model
 
@@ -95,9 +97,8 @@ def training_cells(ctx: Context) -> list[Cell]:
         note="pets' CKKS backend cannot train (no comparisons, fixed depth): HE protects "
              "inference; train with DP, MPC or FL",
     ), skipped="the HE run is off in this configuration"))
-    cells.append(from_run(STAGE, THREAT, "MPC (2 parties)", ctx.mpc, lambda mpc: Cell(
-        STAGE, THREAT, "MPC (2 parties)", "impossible", cost=mpc.training,
-        evidence=mpc.record_view,
+    cells.append(from_run(STAGE, THREAT, "MPC (2 parties)", ctx.mpc, lambda mpc: checked_cell(
+        STAGE, THREAT, "MPC (2 parties)", mpc.record_view, held={}, cost=mpc.training,
         note="records, labels, weights and gradients stay secret-shared; no update is ever "
              "opened (a party and the dealer must not collude)",
     ), skipped="the MPC run (party processes) is off in this configuration"))
@@ -108,10 +109,11 @@ def training_cells(ctx: Context) -> list[Cell]:
 
 def _federated(ctx: Context, fl: Any) -> Cell:
     colluding = reconstruction(ctx, noise_multiplier=fl.noise_multiplier_one_update)
-    evidence = dict(fl.aggregator_view)
-    evidence["if a key holder colludes: records rebuilt from one update"] = colluding.short()
-    evidence["if a key holder colludes: noise multiplier of one update"] = (
+    held = dict(fl.aggregator_view)
+    held["if a key holder colludes: records rebuilt from one update"] = colluding.short()
+    held["if a key holder colludes: noise multiplier of one update"] = (
         fl.noise_multiplier_one_update)
-    return Cell(STAGE, THREAT, "FL + DP + HE", "impossible", cost=fl.training, evidence=evidence,
-                note="the aggregator sums ciphertexts and never holds a key; each update also "
-                     "carries its client's DP noise share")
+    return checked_cell(STAGE, THREAT, "FL + DP + HE", fl.aggregator_check, held=held,
+                        cost=fl.training, fallback=colluding,
+                        note="the aggregator sums ciphertexts and never holds a key; each "
+                             "update also carries its client's DP noise share")

@@ -50,6 +50,17 @@ class MatrixResult:
                 return c
         raise KeyError(f"no cell {technique}[{setting}] on {workload}")
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MatrixResult:
+        """A run back from its ``results.json`` (:meth:`to_dict`)."""
+        config = {k: tuple(v) if isinstance(v, list) else v
+                  for k, v in data.get("config", {}).items()}
+        return cls(config=MatrixConfig(**config),
+                   cells=[Cell.from_dict(c) for c in data["cells"]],
+                   machine=data.get("machine", {}), workloads=data.get("workloads", {}),
+                   techniques=data.get("techniques", {}), started=data.get("started", ""),
+                   seconds=data.get("seconds", 0.0), setup_seconds=data.get("setup_seconds", 0.0))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "started": self.started, "seconds": self.seconds,
@@ -63,7 +74,7 @@ def _expected(technique: Technique, workloads: list[Workload], config: MatrixCon
     """Cells a technique will give (DP-SGD: one per epsilon; federated: three modes)."""
     count = 0
     for w in workloads:
-        if w.kind == TRAINING and technique.key == "dp":
+        if w.kind == TRAINING and technique.key == "dp-sgd":
             count += len(config.dp_epsilons)
         elif w.kind == TRAINING and technique.key == "federated":
             count += 3

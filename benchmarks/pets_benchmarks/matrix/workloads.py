@@ -33,7 +33,7 @@ from pets_benchmarks.matrix.config import MatrixConfig
 
 __all__ = [
     "LINEAR", "INFERENCE", "TRAINING", "Workload", "build", "make_net", "plan", "predictions",
-    "accuracy_of", "load_net", "state_of", "train_classifier",
+    "accuracy_of", "fit_batches", "load_net", "state_of", "train_classifier",
 ]
 
 LINEAR, INFERENCE, TRAINING = "linear", "inference", "training"
@@ -183,14 +183,32 @@ def loss_fn(arch: str) -> Any:
     return torch.nn.functional.cross_entropy
 
 
+def fit_batches(count: int, epochs: int, batch_size: int, seed: int) -> list[np.ndarray]:
+    """The row indices of each batch ``PrivateModel.fit(..., seed=seed)`` steps through: one
+    ``numpy.random.default_rng(seed)`` permutation per epoch, cut into sorted batches.
+
+    >>> [b.tolist() for b in fit_batches(4, 1, 2, seed=0)]
+    [[2, 3], [0, 1]]
+    """
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(epochs):
+        order = rng.permutation(count)
+        batches += [np.sort(order[i : i + batch_size]) for i in range(0, count, batch_size)]
+    return batches
+
+
 def train_classifier(arch: str, x: np.ndarray, y: np.ndarray, *, epochs: int, seed: int,
                      optimizer: str = "adam", lr: float | None = None, batch_size: int = 64,
                      initial: dict[str, np.ndarray] | None = None,
-                     private: Any = None) -> dict[str, np.ndarray]:
+                     private: Any = None, fit_order: bool = False) -> dict[str, np.ndarray]:
     """Train ``arch`` in the clear (Adam, or SGD at ``lr``) and return its weights.
 
     ``initial`` weights, else a seeded initialisation; ``private(net, optimizer, loader)``
-    may wrap the three for DP-SGD and return them.
+    may wrap the three for DP-SGD and return them. ``fit_order``: step through the batches
+    of :func:`fit_batches` (those of ``PrivateModel.fit`` with the same seed) instead of a
+    torch loader's shuffle, so that a private training and this reference see the same
+    batches in the same order.
     """
     import torch
     from torch.utils.data import DataLoader, TensorDataset
@@ -208,6 +226,16 @@ def train_classifier(arch: str, x: np.ndarray, y: np.ndarray, *, epochs: int, se
     if private is not None:
         module, opt, loader = private(net, opt, loader)
     loss = loss_fn(arch)
+    if fit_order:
+        features, labels = data.tensors
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            for index in fit_batches(len(labels), epochs, batch_size, seed):
+                chosen = torch.as_tensor(index)
+                opt.zero_grad()
+                loss(module(features[chosen]), labels[chosen]).backward()
+                opt.step()
+        return state_of(net)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         for _ in range(epochs):

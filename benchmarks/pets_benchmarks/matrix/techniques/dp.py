@@ -1,13 +1,20 @@
-"""The differential-privacy column: noise where each workload releases something.
+"""The differential-privacy columns: two different places for the noise, two columns.
 
-* dot products and matmuls: *output perturbation*: the plaintext result plus
-  Laplace noise (``pets.dp.laplace``) for epsilon-DP when one input value moves
-  within [0, 1] (L1 sensitivity: the largest row sum of ``|W|``);
+``dp-output`` (*output perturbation*, on dot products and matmuls): the plaintext
+result plus Laplace noise (``pets.dp.laplace``) for epsilon-DP when one input value
+moves within [0, 1] (L1 sensitivity: the largest row sum of ``|W|``). What it
+protects: the inputs behind a released result.
+
+``dp-sgd`` (*algorithm perturbation*, on the models):
+
 * model inference: the same model trained by DP-SGD (``pets.dp.make_private``,
   Opacus; SGD at step :data:`TWIN_LR`) at ``(epsilon, delta)``, run in the clear;
-  the DP training is set-up, its cost is the training row's;
+  the DP training is set-up, its cost is the training row's. What it protects: the
+  training records, against whoever queries the model (not the query itself);
 * training: DP-SGD at each epsilon of the configuration, with the plaintext
   row's model, data, epochs, batch size and step size (clipping at norm 1).
+
+Both belong to the ``dp`` family (``--skip dp`` leaves both out).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from pets_benchmarks.matrix.techniques.base import (
 from pets_benchmarks.matrix.techniques.plaintext import run_model, test_set_note
 from pets_benchmarks.matrix.timing import Clock, fill, repeat
 from pets_benchmarks.matrix.workloads import (
+    INFERENCE,
     LINEAR,
     TRAINING,
     Workload,
@@ -43,7 +51,7 @@ from pets_benchmarks.matrix.workloads import (
     train_classifier,
 )
 
-__all__ = ["DifferentialPrivacy"]
+__all__ = ["DPSGD", "DifferentialPrivacy", "OutputNoise"]
 
 #: per-example gradient clipping norm of every DP-SGD run
 CLIP = 1.0
@@ -79,13 +87,17 @@ def spent(trainings: list[Any], delta: float) -> float | None:
 
 
 class DifferentialPrivacy(Technique):
-    key = "dp"
-    label = "DP"
-    privacy = ("calibrated noise: Laplace on released results, DP-SGD in training; the "
-               "epsilon is each cell's")
+    """What both DP columns share: the engines they need and the runs themselves."""
+
+    #: the workload kinds this column runs; the others get :attr:`elsewhere` as reason
+    kinds: tuple[str, ...] = ()
+    elsewhere = ""
 
     def missing(self) -> str | None:
         return missing_module("opacus", "dp") or missing_module("opendp", "dp")
+
+    def reason(self, workload: Workload, config: MatrixConfig) -> str | None:
+        return None if workload.kind in self.kinds else self.elsewhere
 
     def run(self, workloads: list[Workload], context: Context) -> Iterator[Cell]:
         config = context.config
@@ -175,6 +187,25 @@ class DifferentialPrivacy(Technique):
         return cell
 
 
+class OutputNoise(DifferentialPrivacy):
+    key = "dp-output"
+    label = "DP output noise"
+    privacy = "output perturbation: Laplace noise on each released value"
+    kinds = (LINEAR,)
+    elsewhere = ("output perturbation is measured on the released dot products and matmuls; "
+                 "a model's training records are protected by DP-SGD (the dp-sgd column)")
+
+
+class DPSGD(DifferentialPrivacy):
+    key = "dp-sgd"
+    label = "DP-SGD"
+    privacy = ("algorithm perturbation: the model is trained by DP-SGD; inference runs that "
+               "model in the clear")
+    kinds = (INFERENCE, TRAINING)
+    elsewhere = ("DP-SGD trains models; noise on a released result is the dp-output "
+                 "column")
+
+
 @register("dp")
 def _make(config: MatrixConfig) -> list[Technique]:
-    return [DifferentialPrivacy()]
+    return [OutputNoise(), DPSGD()]
