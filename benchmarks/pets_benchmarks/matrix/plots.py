@@ -128,8 +128,8 @@ def _accuracy_cost(result: MatrixResult, path: Path) -> Path:
                              squeeze=False, sharey=True)
     for ax, workload in zip(axes[0], workloads, strict=False):
         mine = [c for c in cells if c.workload == workload]
-        placed = sorted(((1.0 if c.technique == "plaintext" else c.overhead, c) for c in mine
-                         if c.technique == "plaintext" or c.overhead),
+        placed = sorted(((1.0 if c.technique == "plaintext" else float(c.overhead or 0), c)
+                         for c in mine if c.technique == "plaintext" or c.overhead),
                         key=lambda pair: (pair[0], pair[1].key))
         for cost, cell in placed:
             color, marker = styles[cell.technique]

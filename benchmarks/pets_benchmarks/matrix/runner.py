@@ -53,8 +53,8 @@ class MatrixResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MatrixResult:
         """A run back from its ``results.json`` (:meth:`to_dict`)."""
-        config = {k: tuple(v) if isinstance(v, list) else v
-                  for k, v in data.get("config", {}).items()}
+        config: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in data.get("config", {}).items()}
         return cls(config=MatrixConfig(**config),
                    cells=[Cell.from_dict(c) for c in data["cells"]],
                    machine=data.get("machine", {}), workloads=data.get("workloads", {}),
