@@ -36,3 +36,4 @@ def digits_he() -> DigitsHE:
     recipe = RecipeContext(params.poly_modulus_degree, params.coeff_mod_bit_sizes,
                            params.scale_bits)
     return DigitsHE(net, linear_weights(net), plain, ckks, backend, x_batch, recipe)
+

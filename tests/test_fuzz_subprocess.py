@@ -134,18 +134,11 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 #: failures already reported, in files this suite's owner does not own: (loader, text in the
-#: failure). A campaign whose only failures are these is an expected failure, not a pass;
-#: tests/test_fuzz_loaders.py reproduces each one as a strict xfail.
-KNOWN_ISSUES = [
-    # pets/backends/ckks: _load_tensor converts meta["bound"] with float() outside its try,
-    # and sizes a list from meta["rows"] before bounding it (rows=1e300: OverflowError;
-    # rows=1e15: MemoryError)
-    ("ckks-tensor", "OverflowError at __init__.py"),
-    ("ckks-tensor", "MemoryError at __init__.py"),
-    # ... and where the list fits in memory (rows=2**31-1, per_sample: 16 GiB), building it
-    # takes about a minute: the payload reads as a hang
-    ("ckks-tensor", "hang"),
-]
+#: failure). A campaign whose only failures are these is an expected failure, not a pass
+#: (reproduce each one as a strict xfail in tests/test_fuzz_loaders.py). Empty: the CKKS
+#: tensor loader's OverflowError, MemoryError and hang on huge ``rows`` are fixed, so any
+#: failure of any loader is a regression and fails the test.
+KNOWN_ISSUES: list[tuple[str, str]] = []
 
 
 def _check(campaign: Campaign) -> None:

@@ -16,7 +16,7 @@ from pets_benchmarks.assess.cells import Cell, Cost
 from pets_benchmarks.assess.reading import inconclusive, row_baseline
 from pets_benchmarks.assess.runner import STAGES, Matrix
 
-__all__ = ["leak_text", "load_matrix", "markdown", "write_reports"]
+__all__ = ["evidence_lines", "leak_text", "load_matrix", "markdown", "write_reports"]
 
 READING = """\
 Each cell is one technique against one threat of one stage of the workflow. A
@@ -125,13 +125,19 @@ def _cell_section(cell: Cell, cells: list[Cell]) -> list[str]:
         if why:
             lines.append(f"- inconclusive: {why}")
         lines += [f"- {k}: {_value(v)}" for k, v in cell.leakage.details.items()]
-    if cell.evidence:
-        lines.append("- evidence, what the attacker held:")
-        lines += [f"  - {k}: {_value(v)}" for k, v in cell.evidence.items()]
+    lines += evidence_lines(cell)
     if cell.cost is not None:
         lines.append(f"- cost: {cell.cost.short()} ({cell.cost.work})")
         lines += [f"  - {k}: {_value(v)}" for k, v in cell.cost.details.items()]
     return [*lines, ""]
+
+
+def evidence_lines(cell: Cell) -> list[str]:
+    """What the attacker held and what this run checked of it, one line each."""
+    if not cell.evidence:
+        return []
+    return ["- evidence, what the attacker held:",
+            *(f"  - {k}: {_value(v)}" for k, v in cell.evidence.items())]
 
 
 def write_reports(matrix: Matrix, folder: str | Path) -> dict[str, Path]:
