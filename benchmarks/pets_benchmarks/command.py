@@ -6,6 +6,7 @@ import argparse
 import json
 
 from pets.cli import Command, heading, say
+from pets_benchmarks.publish import add_arguments, publish
 
 __all__ = ["ASSESS", "BENCH", "SECTIONS"]
 
@@ -15,7 +16,7 @@ SECTIONS = ("he", "he-models", "dp", "mpc")
 
 def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
-                   help="small sizes, fewer repeats (under 2 minutes on 2 cores)")
+                   help="small sizes, fewer repeats (about 3 minutes on 2 idle cores)")
     p.add_argument("--out", default="out/bench", metavar="DIR",
                    help="folder for report.md, results.json, results.csv and the PNG plots "
                    "(default: out/bench)")
@@ -30,11 +31,17 @@ def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=4096, help="--only he: batched samples")
     p.add_argument("--samples", type=int, default=4, help="--only he: per-sample samples")
     p.add_argument("--json", help="--only: also write the tables and ratios to this JSON file")
+    add_arguments(p)  # --record, --update-docs, --section, --note
 
 
 def _bench(args: argparse.Namespace) -> int:
     """Every technique on the same work against plaintext (the matrix, files in ``--out``);
-    with ``--only``, the detailed comparisons against TenSEAL, SGD and CrypTen instead."""
+    with ``--only``, the detailed comparisons against TenSEAL, SGD and CrypTen instead;
+    with ``--record`` or ``--update-docs``, the results files and the docs' tables."""
+    if args.record or args.update_docs:
+        for path in publish(run=args.record, sections=args.section or (), note=args.note):
+            say(f"wrote {path}")
+        return 0
     if not args.only:
         from pets_benchmarks.matrix import bench as run_matrix
 
@@ -73,7 +80,7 @@ def _bench(args: argparse.Namespace) -> int:
         mpc = run_mpc(quick=args.quick, progress=say)
         print(mpc)
         results["mpc"] = {"inference": mpc.table.as_dicts(), "training": mpc.training.as_dicts(),
-                          "ratios": mpc.ratios}
+                          "ratios": mpc.ratios, "same": mpc.same}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2, default=str)
