@@ -79,8 +79,9 @@ def run_he(*, batch: int = 4096, latency_samples: int = 4, recipe_samples: int =
     params = backend.params
 
     table = Table(["technique", "samples", "compute s", "per sample ms", "vs plain",
-                   "accuracy", "input bytes/sample"])
-    table.add("plain (numpy)", batch, plain_s, 1e3 * plain_s / batch, 1.0, plain_acc, 64 * 8)
+                   "accuracy", "input bytes/sample", "differs from pets batched"])
+    table.add("plain (numpy)", batch, plain_s, 1e3 * plain_s / batch, 1.0, plain_acc, 64 * 8,
+              "no encryption: the same weights in numpy")
 
     say(f"CKKS batched: encrypting {batch} samples")
     enc_s, x_enc = _timed(lambda: model.encrypt(x_batch, layout="batched"))
@@ -90,7 +91,7 @@ def run_he(*, batch: int = 4096, latency_samples: int = 4, recipe_samples: int =
     dec_s, logits = _timed(lambda: model.decrypt(y_enc))
     batched_acc = accuracy(logits[:scored], y_test[:scored])
     table.add("ckks batched (pets)", batch, batched_s, 1e3 * batched_s / batch,
-              batched_s / plain_s, batched_acc, in_bytes / batch)
+              batched_s / plain_s, batched_acc, in_bytes / batch, "-")
 
     say("raw SEAL: the same batched operations without pets, one ciphertext chunk")
     chunk = model.encrypt(x_batch[: params.slots], layout="batched")
@@ -102,7 +103,8 @@ def run_he(*, batch: int = 4096, latency_samples: int = 4, recipe_samples: int =
     raw_s = min(raw_runs)
     wrapper_ratio = float(np.median(np.array(pets_runs) / np.array(raw_runs)))
     table.add("ckks batched (raw SEAL, no pets)", chunk.shape[0], raw_s,
-              1e3 * raw_s / chunk.shape[0], raw_s / plain_s, float("nan"), float("nan"))
+              1e3 * raw_s / chunk.shape[0], raw_s / plain_s, float("nan"), float("nan"),
+              "the same SEAL calls written by hand, no pets layer; one ciphertext chunk")
 
     say(f"CKKS per-sample: {latency_samples} samples one by one")
     singles = [model.encrypt(x_test[i : i + 1], layout="per_sample")
@@ -114,7 +116,8 @@ def run_he(*, batch: int = 4096, latency_samples: int = 4, recipe_samples: int =
     agree = float((per_sample_logits.argmax(1) == plain_out[:latency_samples].argmax(1)).mean())
     table.add("ckks per-sample (pets)", latency_samples, per_sample_s,
               1e3 * per_sample_s / latency_samples, (per_sample_s / latency_samples)
-              / (plain_s / batch), agree, single_bytes)
+              / (plain_s / batch), agree, single_bytes,
+              "one ciphertext per sample (latency packing); accuracy = agreement with plain")
 
     say(f"TenSEAL tutorial recipe: {recipe_samples} samples, vector.mm(W), all Galois keys")
     recipe = RecipeContext(params.poly_modulus_degree, params.coeff_mod_bit_sizes,
@@ -128,7 +131,9 @@ def run_he(*, batch: int = 4096, latency_samples: int = 4, recipe_samples: int =
     )
     recipe_per = recipe_s / recipe_samples
     table.add("TenSEAL recipe (ckks_vector.mm)", recipe_samples, recipe_s, 1e3 * recipe_per,
-              recipe_per / (plain_s / batch), recipe_agree, float("nan"))
+              recipe_per / (plain_s / batch), recipe_agree, float("nan"),
+              "TenSEAL's tutorial: one CKKSVector per sample, vector.mm(W), every Galois key; "
+              "same ring and chain; accuracy = agreement with plain")
 
     say("TenSEAL CKKSVector API: the batched algorithm, one chunk, as a TenSEAL user writes it")
     import tenseal as ts
@@ -140,7 +145,9 @@ def run_he(*, batch: int = 4096, latency_samples: int = 4, recipe_samples: int =
     vector_logits = np.stack([np.array(v.decrypt()) for v in outputs], axis=1)
     vector_agree = float((vector_logits.argmax(1) == plain_out[:rows].argmax(1)).mean())
     table.add("ckks batched (TenSEAL CKKSVector API)", rows, vectors_s, 1e3 * vectors_s / rows,
-              vectors_s / plain_s * batch / rows, vector_agree, float("nan"))
+              vectors_s / plain_s * batch / rows, vector_agree, float("nan"),
+              "the batched algorithm in TenSEAL's vector API: a rescale after every scalar "
+              "product; one chunk; accuracy = agreement with plain")
 
     ratios = {
         "batched throughput / recipe throughput (target >= 1000)":
