@@ -7,9 +7,11 @@ A cell says *impossible* only when the run checked what the attacker held:
   coefficients, decoded from the bytes it received, must look uniform on
   ``[0, q_i)`` (Kolmogorov-Smirnov test, :data:`ALPHA`);
 * additive shares (an MPC party): the share's 64-bit integers must look uniform on the
-  ring (the same test), must not correlate with the data (the 95% interval of the
-  correlation holds 0), and an attacker's classifier reading the share as data must
-  name digits no better than chance (the lower end of its interval at or below 10%).
+  ring (the same test), must not correlate with the data, and an attacker's classifier
+  reading the share as data must name digits no better than chance (10%).
+
+Every check is a test at level :data:`ALPHA` (one in a thousand), not at 5%: a run
+makes about ten of them, and a 5% test would call a sound view leaky every other run.
 
 Either check also runs the attack a decoder would try on those values (naming digits
 from them), so a failed check gives a *measured* cell instead of "impossible".
@@ -19,10 +21,13 @@ from them), so a failed check gives a *measured* cell instead of "impossible".
 True
 >>> uniform_p(np.full(1_000, 0.5)) < ALPHA
 True
+>>> correlation_p(-0.025, 9_600) > ALPHA, above_chance_p(20, 40, 0.1) < ALPHA
+(True, True)
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +36,8 @@ import numpy as np
 from pets_benchmarks.assess.cells import Cell, Cost, Leakage, advantage_over_chance
 from pets_benchmarks.assess.stats import correlation_interval, share_interval
 
-__all__ = ["ALPHA", "Verdict", "checked_cell", "ciphertext_check", "share_check", "uniform_p"]
+__all__ = ["ALPHA", "Verdict", "above_chance_p", "checked_cell", "ciphertext_check",
+           "correlation_p", "share_check", "uniform_p"]
 
 #: a view fails the uniformity test below this p-value
 ALPHA = 1e-3
@@ -58,6 +64,21 @@ def uniform_p(values: np.ndarray) -> float:
     from scipy.stats import kstest
 
     return float(kstest(np.asarray(values, dtype=np.float64).ravel(), "uniform").pvalue)
+
+
+def correlation_p(r: float, n: int) -> float:
+    """Two-sided p-value of a Pearson correlation ``r`` over ``n`` pairs being 0 (Fisher z)."""
+    from scipy.stats import norm
+
+    z = math.atanh(min(max(r, -0.999999), 0.999999)) * math.sqrt(max(n - 3, 1))
+    return float(2 * norm.sf(abs(z)))
+
+
+def above_chance_p(successes: int, trials: int, chance: float) -> float:
+    """One-sided p-value of ``successes`` out of ``trials`` if each succeeds with ``chance``."""
+    from scipy.stats import binom
+
+    return float(binom.sf(successes - 1, trials, chance))
 
 
 def _named(values: np.ndarray, labels: np.ndarray | None, classifier: Any) -> Leakage | None:
@@ -123,15 +144,19 @@ def share_check(share: np.ndarray, scale: float, truth: np.ndarray, labels: np.n
     r = float(np.corrcoef(values, flat)[0, 1])
     low, high = correlation_interval(r, flat.size)
     leakage = _named(values / scale, labels, classifier)
-    assert leakage is not None and leakage.interval is not None
+    assert leakage is not None
+    r_p = correlation_p(r, flat.size)
+    named_p = above_chance_p(round(leakage.value * len(labels)), len(labels), 0.1)
     checks = {"share uniform on the ring": p >= ALPHA, "no correlation with the data":
-              low <= 0.0 <= high, "digits named at chance": leakage.interval[0] <= 0.1}
+              r_p >= ALPHA, "digits named at chance": named_p >= ALPHA}
     return Verdict(all(checks.values()), {
         "checks passed": checks, "values": int(flat.size),
         "Kolmogorov-Smirnov p against uniform on the 64-bit ring": p,
         "correlation of the share with the data": r,
         "correlation interval (95%)": [low, high],
+        "p of that correlation if none": r_p,
         "digits named from the share": leakage.short(),
+        "p of naming that many by chance": named_p,
     }, leakage)
 
 
