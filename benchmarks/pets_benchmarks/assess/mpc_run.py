@@ -5,7 +5,8 @@ One run does three pieces of work, each measured on its own:
 * *collection*: each party secret-shares its half of the members' records (and labels);
 * *training*: the parties train the MLP on the pooled shares (``PrivateModel.fit``;
   pets' MPC training takes ReLU, not the square, so the MPC model has ReLU) and
-  party 0 queries it privately; the same SGD in the clear is the reference;
+  party 0 queries it privately; the same SGD in the clear (same initial weights,
+  same ``seed`` so the same batches in the same order) is the reference;
 * *inference*: party 1 owns the assessed model (``weights_from=1``), party 0 its queries;
   only party 0 learns the predictions.
 

@@ -146,7 +146,7 @@ def _mpc(ctx: Context) -> Any:
         query_labels=labels, served=(config.hidden, ctx.plain.state_dict()),
         hidden=config.hidden, classifier=ctx.evaluator,
         settings={"epochs": config.mpc_epochs, "lr": config.mpc_lr,
-                  "batch_size": config.mpc_batch})
+                  "batch_size": config.mpc_batch, "seed": config.seed})
 
 
 def _attempt(what: str, action: Callable[[], Any]) -> Any:
