@@ -120,15 +120,20 @@ def _assess_cells(document: dict[str, Any]) -> list[Any]:
     return [Cell.from_dict(c) for c in document["data"]["cells"]]
 
 
+def _assess_parts(documents: Documents) -> tuple[dict[str, Any], list[Any],
+                                                 dict[str, list[str]], list[str]]:
+    """The assessment's document, cells, stages (with their threats) and techniques."""
+    document = documents["assess"]
+    data = document["data"]
+    return document, _assess_cells(document), data["stages"], data["techniques"]
+
+
 def _assess(documents: Documents) -> list[str]:
     from pets_benchmarks.assess.report import leak_text
 
-    document = documents["assess"]
-    cells = _assess_cells(document)
-    data = document["data"]
-    techniques = data["techniques"]
+    document, cells, stages, techniques = _assess_parts(documents)
     rows = []
-    for stage, threats in data["stages"].items():
+    for stage, threats in stages.items():
         for threat in threats:
             found = {c.technique: c for c in cells if (c.stage, c.threat) == (stage, threat)}
             metric = next((c.leakage.metric for c in found.values() if c.leakage), "")
@@ -139,12 +144,9 @@ def _assess(documents: Documents) -> list[str]:
 
 
 def _assess_cost(documents: Documents) -> list[str]:
-    document = documents["assess"]
-    cells = _assess_cells(document)
-    data = document["data"]
-    techniques = data["techniques"]
+    document, cells, stages, techniques = _assess_parts(documents)
     rows = []
-    for stage in data["stages"]:
+    for stage in stages:
         row = [stage]
         for technique in techniques:
             cost = next((c.cost for c in cells if c.stage == stage and c.technique == technique

@@ -16,7 +16,6 @@ False
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pets_benchmarks.machine import machine_details
+from pets_benchmarks.matrix.cells import finite_json
 
 __all__ = ["FORMAT", "RESULTS_DIR", "SECTIONS", "load", "loaded", "record", "run_section",
            "save"]
@@ -106,17 +106,6 @@ def loaded(machine: dict[str, Any], at_end: Sequence[float] | None) -> bool:
     return any(s and s[0] > LOADED_SHARE * cores for s in samples)
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with NaN and infinities as ``None`` (strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def save(section: str, data: dict[str, Any], *, machine: dict[str, Any], seconds: float,
          note: str = "", folder: Path = RESULTS_DIR) -> Path:
     """Write ``data`` of ``section`` with the machine, the load and ``note``."""
@@ -127,7 +116,7 @@ def save(section: str, data: dict[str, Any], *, machine: dict[str, Any], seconds
         "format": FORMAT, "section": section, "command": SECTIONS[section][0],
         "recorded": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "seconds": round(seconds, 1), "machine": machine, "load_average_at_end": at_end,
-        "loaded": loaded(machine, at_end), "note": note, "data": _finite(data),
+        "loaded": loaded(machine, at_end), "note": note, "data": finite_json(data),
     }
     path.write_text(json.dumps(document, indent=1, default=str, allow_nan=False) + "\n")
     return path

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["COLUMNS", "FAILED", "OK", "SKIPPED", "Cell", "add_ratios"]
+__all__ = ["COLUMNS", "FAILED", "OK", "SKIPPED", "Cell", "add_ratios", "finite_json"]
 
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 
@@ -85,7 +85,7 @@ class Cell:
         return f"{self.technique}[{self.setting}]" if self.setting else self.technique
 
     def as_dict(self) -> dict[str, Any]:
-        return {name: _json_safe(value) for name, value in dataclasses.asdict(self).items()}
+        return {name: finite_json(value) for name, value in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Cell:
@@ -97,13 +97,14 @@ class Cell:
 COLUMNS = [f.name for f in dataclasses.fields(Cell) if f.name not in ("phases", "details")]
 
 
-def _json_safe(value: Any) -> Any:
+def finite_json(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``None`` and tuples as lists (strict JSON)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): finite_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [finite_json(v) for v in value]
     return value
 
 
