@@ -188,7 +188,7 @@ def fit_batches(count: int, epochs: int, batch_size: int, seed: int) -> list[np.
     ``numpy.random.default_rng(seed)`` permutation per epoch, cut into sorted batches.
 
     >>> [b.tolist() for b in fit_batches(4, 1, 2, seed=0)]
-    [[2, 3], [0, 1]]
+    [[0, 2], [1, 3]]
     """
     rng = np.random.default_rng(seed)
     batches = []

@@ -1,11 +1,11 @@
-"""The columns of the matrix, in order: plaintext, DP, CKKS (two packings), MPC, federated.
+"""The columns of the matrix, in order: plaintext, DP (output noise, DP-SGD), CKKS (two packings), MPC, federated.
 
 Each module registers its technique(s) with :func:`~.base.register`; importing this
 package imports them all.
 
 >>> from pets_benchmarks.matrix.config import MatrixConfig
 >>> [t.key for t in make_techniques(MatrixConfig.tiny())]
-['plaintext', 'dp', 'ckks-per-sample', 'ckks-batched', 'mpc-2', 'federated']
+['plaintext', 'dp-output', 'dp-sgd', 'ckks-per-sample', 'ckks-batched', 'mpc-2', 'federated']
 """
 
 from __future__ import annotations
