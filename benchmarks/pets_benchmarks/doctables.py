@@ -74,7 +74,9 @@ def _caption(document: dict[str, Any]) -> str:
              "ratios within the run less so" if document.get("loaded")
              else "the machine was otherwise idle")
     memory = (m.get("memory_bytes") or 0) / 2**30
-    text = (f"*`{document['command']}`, {document['recorded']}, {document['seconds']:.0f} s: "
+    commit = f" at commit {document['commit']}" if document.get("commit") else ""
+    text = (f"*`{document['command']}`{commit}, {document['recorded']}, "
+            f"{document['seconds']:.0f} s: "
             f"{m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), {memory:.1f} GiB, "
             f"{m['os']}, Python {m['python']}; {load}: {state}.")
     if document.get("note"):

@@ -91,6 +91,22 @@ SECTIONS: dict[str, tuple[str, Callable[[Say], dict[str, Any]]]] = {
 }
 
 
+def _commit() -> str | None:
+    """The checkout's commit (with ``+changes`` if files differ from it), when it is a git
+    checkout."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=RESULTS_DIR.parent,
+                              capture_output=True, text=True, timeout=10, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=RESULTS_DIR.parent, capture_output=True, text=True,
+                               timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 def _load_average() -> list[float] | None:
     try:
         return [round(v, 2) for v in os.getloadavg()]
@@ -115,7 +131,8 @@ def save(section: str, data: dict[str, Any], *, machine: dict[str, Any], seconds
     document = {
         "format": FORMAT, "section": section, "command": SECTIONS[section][0],
         "recorded": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "seconds": round(seconds, 1), "machine": machine, "load_average_at_end": at_end,
+        "seconds": round(seconds, 1), "commit": _commit(), "machine": machine,
+        "load_average_at_end": at_end,
         "loaded": loaded(machine, at_end), "note": note, "data": finite_json(data),
     }
     path.write_text(json.dumps(document, indent=1, default=str, allow_nan=False) + "\n")

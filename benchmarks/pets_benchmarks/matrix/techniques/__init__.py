@@ -1,4 +1,5 @@
-"""The columns of the matrix, in order: plaintext, DP (output noise, DP-SGD), CKKS (two packings), MPC, federated.
+"""The columns of the matrix, in order: plaintext, DP (output noise, DP-SGD), CKKS (two
+packings), MPC, federated.
 
 Each module registers its technique(s) with :func:`~.base.register`; importing this
 package imports them all.
