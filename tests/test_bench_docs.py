@@ -89,6 +89,15 @@ def test_the_results_files_live_in_the_repository() -> None:
     assert sorted(p.stem for p in RESULTS_DIR.glob("*.json")) == sorted(SECTIONS)
 
 
+def test_pets_bench_takes_record_and_update_docs() -> None:
+    from pets.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "--record", "--section", "mpc", "--note", "busy"])
+    assert (args.record, args.update_docs, args.section, args.note) == (True, False, ["mpc"],
+                                                                        "busy")
+    assert build_parser().parse_args(["bench", "--update-docs"]).update_docs
+
+
 @pytest.mark.parametrize("name", ["pets_benchmarks.results", "pets_benchmarks.doctables",
                                   "pets_benchmarks.checks"])
 def test_docstring_examples(name: str) -> None:
