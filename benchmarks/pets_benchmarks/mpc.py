@@ -18,7 +18,9 @@ interleaved in the same processes, so their ratio is fair:
 * a training step of the digits MLP (batch 64), time and rounds per step.
 
 Bytes and rounds are per party, counted by the pets communicator (the bytes
-handed to the wire; the dealer's traffic apart, as offline bytes).
+handed to the wire; the dealer's traffic apart, as offline bytes). The parties
+share one machine; the LAN and WAN columns add what those rounds and bytes cost
+over a 0.2 ms / 1 Gbit/s and a 40 ms / 100 Mbit/s link (:mod:`pets_benchmarks.linked`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from pets_benchmarks.linked import LINKS, over_link
 from pets_benchmarks.report import Table
 
 __all__ = ["CRYPTEN_TRAINING", "TUNED_ITERATIONS", "MPCReport", "run_mpc"]
@@ -273,16 +276,18 @@ def run_mpc(*, parties: Sequence[int] = (2, 3), samples: int = 64, repeats: int 
     if quick:
         parties, samples, repeats, epochs = (2,), 32, 2, 1
     state, plain_accuracy = _digits_mlp()
-    table = Table(["technique", "parties", "ms/sample", "KiB/sample", "rounds", "accuracy",
-                   "x CrypTen time", "differs from pets"])
-    training = Table(["training step", "parties", "ms/step", "KiB/step", "rounds/step",
-                      f"accuracy ({epochs} epochs)", "differs from pets"])
+    table = Table(["technique", "parties", "ms/sample", "LAN ms/sample", "WAN ms/sample",
+                   "KiB/sample", "rounds", "accuracy", "x CrypTen time", "differs from pets"])
+    training = Table(["training step", "parties", "ms/step", "LAN ms/step", "WAN ms/step",
+                      "KiB/step", "rounds/step", f"accuracy ({epochs} epochs)",
+                      "differs from pets"])
     start = time.perf_counter()
     from pets_benchmarks.workloads import digits
 
     x = digits().x_test[:samples]
-    table.add("plaintext (torch)", 1, _plain_ms(state, x), 0.0, 0, plain_accuracy, float("nan"),
-              "float32 in one process, no secrecy")
+    plain_ms = _plain_ms(state, x)
+    table.add("plaintext (torch)", 1, plain_ms, plain_ms, plain_ms, 0.0, 0, plain_accuracy,
+              float("nan"), "float32 in one process, no secrecy")
     ratios: dict[str, float] = {}
     for count in parties:
         say(f"MPC: {count} parties (+ dealer), inference and training, pets beside CrypTen")
@@ -295,6 +300,8 @@ def run_mpc(*, parties: Sequence[int] = (2, 3), samples: int = 64, repeats: int 
             seconds = statistics.median(r[0] for r in runs)
             medians[name] = seconds
             table.add(f"{name} MPC inference", count, 1e3 * seconds / samples,
+                      *(1e3 * over_link(seconds, rounds=runs[0][2], sent_bytes=runs[0][1],
+                                        profile=link) / samples for link in LINKS),
                       runs[0][1] / samples / 1024, runs[0][2], runs[0][3],
                       seconds / statistics.median(r[0] for r in first["crypten"]),
                       "-" if name == "pets" else INFERENCE_DIFFERS)
@@ -307,19 +314,22 @@ def run_mpc(*, parties: Sequence[int] = (2, 3), samples: int = 64, repeats: int 
                 first["pets_step"][2] / first[name][2])
             ratios[f"pets / {name}: time per training step, {count} parties"] = (
                 first["pets_step"][0] / first[name][0])
-        training.add("plaintext numpy SGD (30->2)", 1, float("nan"), float("nan"), float("nan"),
+        training.add("plaintext numpy SGD (30->2)", 1, *[float("nan")] * 5,
                      first["plain_accuracy"], "float64 in one process, no secrecy")
         seconds, sent, rounds = first["mlp_step"]
-        training.add("pets fit (digits MLP 64-32-10, batch 64)", count, 1e3 * seconds,
-                     sent / 1024, rounds, float("nan"), "-")
+        training.add("pets fit (digits MLP 64-32-10, batch 64)", count,
+                     *_step((seconds, sent, rounds, float("nan"))), "-")
     say(f"MPC rows done in {time.perf_counter() - start:.0f} s")
     return MPCReport(table, training, ratios, same=SAME)
 
 
-def _step(values: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-    """(ms, KiB, rounds, accuracy) per step from (seconds, bytes, rounds, accuracy)."""
+def _step(values: tuple[float, float, float, float]) -> tuple[float, ...]:
+    """(ms, LAN ms, WAN ms, KiB, rounds, accuracy) per step from (seconds, bytes, rounds,
+    accuracy); LAN and WAN by :func:`~pets_benchmarks.linked.over_link`."""
     seconds, sent, rounds, accuracy = values
-    return 1e3 * seconds, sent / 1024, rounds, accuracy
+    linked = [1e3 * over_link(seconds, rounds=rounds, sent_bytes=sent, profile=link)
+              for link in LINKS]
+    return 1e3 * seconds, *linked, sent / 1024, rounds, accuracy
 
 
 def _plain_ms(state: dict[str, np.ndarray], x: np.ndarray) -> float:

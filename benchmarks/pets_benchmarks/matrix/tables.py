@@ -2,7 +2,9 @@
 
 Shared by the terminal (rich) and ``report.md``. In the summary, plaintext shows its
 time; every other cell its overhead against that time (same run) and what it kept:
-accuracy for models, the largest error for dot products and matmuls. Cells that did
+accuracy for models, the largest error for dot products and matmuls. MPC cells add
+their overhead over a LAN and a WAN link (:mod:`pets_benchmarks.linked`: the run's
+rounds and bytes over a 0.2 ms / 1 Gbit/s and a 40 ms / 100 Mbit/s link). Cells that did
 not run show ``n/a`` or ``failed`` with a numbered reason.
 
 >>> from pets_benchmarks.matrix.cells import Cell
@@ -17,7 +19,8 @@ from collections.abc import Sequence
 
 from pets_benchmarks.matrix.cells import OK, SKIPPED, Cell
 
-__all__ = ["DETAIL_COLUMNS", "detail_rows", "ratio", "seconds", "size", "summary"]
+__all__ = ["DETAIL_COLUMNS", "detail_rows", "linked_seconds", "ratio", "seconds", "size",
+           "summary"]
 
 
 def seconds(value: float | None) -> str:
@@ -59,6 +62,28 @@ def _kept(cell: Cell) -> str:
     return ""
 
 
+def linked_seconds(cell: Cell, profile: str) -> float | None:
+    """An MPC cell's time over the link ``profile`` (:mod:`pets_benchmarks.linked`: its
+    rounds and the busiest party's bytes added to the time measured on one machine)."""
+    from pets_benchmarks.linked import over_link
+
+    if (not cell.technique.startswith("mpc") or cell.seconds_median is None
+            or cell.rounds is None or cell.wire_bytes is None):
+        return None
+    return over_link(cell.seconds_median, rounds=cell.rounds, sent_bytes=cell.wire_bytes,
+                     profile=profile)
+
+
+def _linked(cell: Cell) -> str:
+    """`` (LAN 70x, WAN 2,100x)`` for an MPC cell, else nothing."""
+    wan = linked_seconds(cell, "wan")
+    if wan is None or not cell.overhead or not cell.seconds_median:
+        return ""
+    plain = cell.seconds_median / cell.overhead
+    lan = linked_seconds(cell, "lan") or 0.0
+    return f" (LAN {ratio(lan / plain)}, WAN {ratio(wan / plain)})"
+
+
 def _text(cell: Cell, notes: list[str]) -> str:
     label = f"{cell.setting}: " if cell.setting else ""
     if cell.status != OK:
@@ -67,7 +92,7 @@ def _text(cell: Cell, notes: list[str]) -> str:
         word = "n/a" if cell.status == SKIPPED else "failed"
         return f"{label}{word} [{notes.index(cell.reason) + 1}]"
     cost = seconds(cell.seconds_median) if cell.technique == "plaintext" else ratio(cell.overhead)
-    return f"{label}{cost} {_kept(cell)}".strip()
+    return f"{label}{cost}{_linked(cell)} {_kept(cell)}".strip()
 
 
 def summary(cells: Sequence[Cell], workloads: dict[str, str],
@@ -87,8 +112,8 @@ def summary(cells: Sequence[Cell], workloads: dict[str, str],
 
 
 DETAIL_COLUMNS = ["workload", "technique", "setting", "status", "time (median)", "min - max",
-                  "runs", "x plain", "samples/s", "peak mem", "wire", "x plain bytes", "rounds",
-                  "keys", "accuracy", "agree", "max err", "epsilon"]
+                  "runs", "x plain", "LAN", "WAN", "samples/s", "peak mem", "wire",
+                  "x plain bytes", "rounds", "keys", "accuracy", "agree", "max err", "epsilon"]
 
 
 def detail_rows(cells: Sequence[Cell]) -> list[list[str]]:
@@ -100,7 +125,9 @@ def detail_rows(cells: Sequence[Cell]) -> list[list[str]]:
         rows.append([
             c.workload, c.technique, c.setting, c.status, seconds(c.seconds_median),
             f"{seconds(c.seconds_min)} - {seconds(c.seconds_max)}", str(c.repeats),
-            ratio(c.overhead), number(c.throughput, ",.4g"), size(c.peak_memory_bytes),
+            ratio(c.overhead), seconds(linked_seconds(c, "lan")),
+            seconds(linked_seconds(c, "wan")), number(c.throughput, ",.4g"),
+            size(c.peak_memory_bytes),
             size(c.wire_bytes), ratio(c.wire_ratio), number(c.rounds, "d") if c.rounds is not
             None else "-", size(c.key_bytes), number(c.accuracy, ".3f"),
             number(c.agreement, ".3f"), number(c.error, ".1e"), number(c.epsilon, ".3g"),

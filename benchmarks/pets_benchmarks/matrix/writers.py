@@ -77,6 +77,9 @@ def write_markdown(result: MatrixResult, path: Path, plots: Sequence[Path] = ())
         "Plaintext shows its median time; every other cell its overhead against that time "
         "(median over median, same run) and what it kept: test accuracy (`acc`) for models, "
         "the largest deviation from plaintext's output (`err`) for dot products and matmuls. "
+        "MPC cells add their overhead over a LAN (0.2 ms, 1 Gbit/s) and a WAN (40 ms RTT, "
+        "100 Mbit/s): the parties share one machine here, so the run's rounds and busiest "
+        "party's bytes are charged to those links by pets.network's model. "
         "`n/a [k]` and `failed [k]` cells did not run for reason k below.",
         "",
         *_table(header, rows),
