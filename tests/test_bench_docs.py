@@ -28,12 +28,17 @@ def test_every_results_table_matches_its_results_file() -> None:
 
 def test_the_readme_and_guides_take_their_tables_from_results_files() -> None:
     names = {name for document in DOCUMENTS for name, _ in blocks((ROOT / document).read_text())}
-    assert names == set(TABLES)  # every table is published, and nothing else is
+    assert names <= set(TABLES)
     readme = {name for name, _ in blocks((ROOT / "README.md").read_text())}
-    assert {"matrix", "assess", "he", "he-models", "mpc-training"} <= readme
+    assert {"assess", "he", "he-models", "mpc-training"} <= readme
+    assert readme & {"matrix", "matrix-quick"}  # the technique x workload matrix, one preset
 
 
-@pytest.mark.parametrize("section", sorted(SECTIONS))
+#: the results files kept in the repository
+RECORDED = sorted(p.stem for p in RESULTS_DIR.glob("*.json"))
+
+
+@pytest.mark.parametrize("section", RECORDED)
 def test_each_results_file_names_its_run_and_machine(section: str) -> None:
     document = load(section)
     assert document["format"] == FORMAT and document["section"] == section
@@ -86,7 +91,10 @@ def test_unknown_tables_and_missing_files_are_refused_with_the_fix(tmp_path: Pat
 
 def test_the_results_files_live_in_the_repository() -> None:
     assert RESULTS_DIR == ROOT / "benchmarks" / "results"
-    assert sorted(p.stem for p in RESULTS_DIR.glob("*.json")) == sorted(SECTIONS)
+    assert RECORDED and set(RECORDED) <= set(SECTIONS)
+    needed = {section for document in DOCUMENTS
+              for name, _ in blocks((ROOT / document).read_text()) for section in TABLES[name][0]}
+    assert needed <= set(RECORDED)
 
 
 def test_pets_bench_takes_record_and_update_docs() -> None:
