@@ -68,8 +68,9 @@ def _caption(document: dict[str, Any]) -> str:
     """Which command measured the block, when, on what, and whether the machine was loaded."""
     m = document["machine"]
     start, end = m.get("load_average_at_start"), document.get("load_average_at_end")
-    load = (f"load average {start[0]:g} at the start, {end[0]:g} at the end"
-            if start and end else "load not recorded")
+    parts = [f"{value[0]:g} at the {when}" for value, when in ((start, "start"), (end, "end"))
+             if value]
+    load = "load average " + ", ".join(parts) if parts else "load not recorded"
     state = ("the machine was **loaded** (other jobs on its cores): times are inflated, "
              "ratios within the run less so" if document.get("loaded")
              else "the machine was otherwise idle")
@@ -79,8 +80,9 @@ def _caption(document: dict[str, Any]) -> str:
             f"{document['seconds']:.0f} s: "
             f"{m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), {memory:.1f} GiB, "
             f"{m['os']}, Python {m['python']}; {load}: {state}.")
-    if document.get("note"):
-        text += f" {document['note'].rstrip('.')}."
+    note = document.get("note", "").rstrip(".")
+    if note:
+        text += f" {note[0].upper()}{note[1:]}."
     return text + f" From `benchmarks/results/{document['section']}.json`.*"
 
 
