@@ -20,13 +20,12 @@ import socket
 import threading
 import time
 import traceback
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Protocol
 
-from pets.errors import InsecureProviderWarning, ParameterError, PartyError, PetsError
+from pets.errors import ParameterError, PartyError, PetsError
 from pets.launchable import check_launchable
 
 __all__ = ["Party", "run_parties"]
@@ -36,12 +35,39 @@ _STOP_SECONDS = 2.0  # after terminate: how long before kill
 _BACKEND = "__pets_backend__"  # the backend's name, passed with its options
 
 
+class PartyConfig(Protocol):
+    """Where one process sits in a run (a backend's own configuration type)."""
+
+    @property
+    def rank(self) -> int: ...
+
+    @property
+    def parties(self) -> int: ...
+
+    @property
+    def is_dealer(self) -> bool:
+        """Whether this process helps (e.g. deals correlated randomness) rather than computes."""
+        ...
+
+
+class PartyRuntime(Protocol):
+    """What a multi-party backend gives :func:`run_parties` (``Backend.party_runtime()``):
+    the processes of a run and how each one joins it. ``configs`` checks the options (its
+    own ``provider`` rules) and returns one configuration per process; ``run`` is called in
+    each process with its configuration and the party's body, and returns its result."""
+
+    def configs(self, *, parties: int, provider: str | None, precision: int, device: str,
+                timeout: float, address: str, port: int) -> Sequence[PartyConfig]: ...
+
+    def run(self, config: Any, body: Callable[[], Any]) -> Any: ...
+
+
 @dataclass
 class Party:
     """What ``fn`` gets in each party process: its place in the run and its backend.
 
-    ``backend`` is this party's ``"mpc"`` backend (``None`` where that backend is
-    not available); ``config`` the engine configuration; ``log`` a logger named
+    ``backend`` is this party's backend (the one ``run_parties`` was given);
+    ``config`` the backend's configuration of this process; ``log`` a logger named
     for the party.
     """
 
@@ -68,42 +94,24 @@ def run_parties(
     """Run ``fn(party, *args)`` in ``parties`` processes that compute together.
 
     ``timeout`` (seconds) bounds joining and every wait of a party for another;
-    ``provider`` is ``"ttp"`` (the default: a dealer process that must not collude
-    with any party), ``"tfp"`` (party 0 makes the triples and can read everything:
-    warns) or ``"he"`` (two parties make them under BFV, no dealer); ``backend`` is
-    ``"mpc"`` or ``"hybrid"`` (two parties: linear layers under HE, provider ``"he"``);
-    ``precision`` is CrypTen's fixed-point bits; ``port`` the rendezvous port
-    (a free one when ``None``); ``backend_options`` go to ``pets.backend("mpc")``.
+    ``backend`` names any multi-party backend (one whose class gives a
+    :class:`PartyRuntime`: ``"mpc"``, or ``"hybrid"``, two parties with linear layers
+    under HE); ``provider`` is that backend's choice of who makes the correlated
+    randomness (MPC: ``"ttp"``, the default, a dealer process that must not collude
+    with any party; ``"tfp"``, party 0 makes the triples and can read everything:
+    warns; ``"he"``, two parties make them under BFV, no dealer); ``precision`` is
+    the fixed-point bits; ``port`` the rendezvous port (a free one when ``None``);
+    ``backend_options`` go to ``pets.backend(backend)`` in each party.
 
     >>> from pets.parties import run_parties
     >>> run_parties(_rank_and_count, parties=2, timeout=20)
     [(0, 2), (1, 2)]
     """
-    from pets.backends.mpc.engine import MPCConfig, _check_device, insecure_provider_message
-
-    if backend == "hybrid":  # client + owner, triples made by the two of them under HE
-        if parties != 2:
-            raise ParameterError(f"backend 'hybrid' runs between exactly two parties (the "
-                                 f"client, rank 0, and the model owner, rank 1), not {parties}; "
-                                 f"use backend 'mpc' for more parties")
-        if provider not in (None, "he"):
-            raise ParameterError(f"backend 'hybrid' has no dealer: its triples are made by the "
-                                 f"two parties under HE (provider 'he'), not {provider!r}")
-        provider = "he"
-    elif backend != "mpc":
-        raise ParameterError(f"run_parties launches backend 'mpc' or 'hybrid', not {backend!r}")
-    provider = provider or "ttp"
-    if not isinstance(parties, int) or parties < 2:
+    runtime = _runtime(backend)
+    if not isinstance(parties, int) or isinstance(parties, bool) or parties < 2:
         raise ParameterError(f"run_parties needs at least 2 parties, got {parties!r}; for one "
-                             f"process use pets.backend('mpc') directly")
-    if provider not in ("ttp", "tfp", "he"):
-        raise ParameterError(f"provider must be 'ttp' (a dealer process), 'tfp' (party 0 "
-                             f"makes the triples) or 'he' (two parties make them under "
-                             f"encryption), got {provider!r}")
-    if provider == "tfp":
-        warnings.warn(insecure_provider_message(), InsecureProviderWarning, stacklevel=2)
+                             f"process use pets.backend({backend!r}) directly")
     check_launchable(fn)  # a nested fn or an unguarded script, named before any process starts
-    _check_device(device)  # before any process starts: each would refuse it alone
     try:
         pickle.dumps((fn, tuple(args), backend_options))
     except (pickle.PicklingError, AttributeError, TypeError) as exc:
@@ -115,13 +123,10 @@ def run_parties(
     if port is not None:
         _check_port_free(address, port)
     chosen = free_port(address) if port is None else port
-    configs = [
-        MPCConfig(parties=parties, rank=rank, provider=provider, precision_bits=precision,
-                  device=device, timeout=timeout, address=address, port=chosen)
-        for rank in range(parties + (1 if provider == "ttp" else 0))
-    ]
+    configs = runtime.configs(parties=parties, provider=provider, precision=precision,
+                              device=device, timeout=timeout, address=address, port=chosen)
     options = {**backend_options, _BACKEND: backend}
-    return _Supervisor(configs, fn, tuple(args), options).run()
+    return _Supervisor(list(configs), fn, tuple(args), options).run()
 
 
 def free_port(address: str = "127.0.0.1") -> int:
@@ -151,28 +156,23 @@ def _rank_and_count(party: Party) -> tuple[int, int]:
 
 def party_main(config: Any, fn: Callable[..., Any] | None, args: tuple[Any, ...],
                backend_options: dict[str, Any], report: Connection | None) -> Any:
-    """Run one party (or the dealer) in this process; report the outcome on ``report``."""
-    from pets.backends.mpc import engine
-
+    """Run one party (or a helper such as a dealer) in this process; report the outcome on
+    ``report`` (``backend_options`` name the backend, ``"mpc"`` by default)."""
+    options = dict(backend_options)
+    name = options.pop(_BACKEND, "mpc")
     outcome: tuple[Any, ...]
     try:
-        if config.is_dealer:
-            from pets.backends.mpc.dealer import serve
+        def body() -> Any:
+            from pets.registry import backend as make_backend
 
-            result: Any = serve(config)
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", InsecureProviderWarning)  # the caller warned
-                engine.start(config)
             party = Party(rank=config.rank, parties=config.parties,
-                          backend=_backend(backend_options), config=config,
+                          backend=make_backend(name, **options), config=config,
                           log=logging.getLogger(f"pets.party{config.rank}"))
             assert fn is not None
-            result = fn(party, *args)
-            engine.stop()
-        outcome = ("ok", result)
+            return fn(party, *args)
+
+        outcome = ("ok", _runtime(name).run(config, body))
     except BaseException as exc:  # reported to the supervisor, never lost
-        engine.stop(clean=False)
         if report is None:
             raise
         outcome = ("error", type(exc).__name__, str(exc), traceback.format_exc())
@@ -187,21 +187,18 @@ def party_main(config: Any, fn: Callable[..., Any] | None, args: tuple[Any, ...]
     return None
 
 
-def _backend(options: dict[str, Any]) -> Any:
-    """This party's backend (``"mpc"`` or ``"hybrid"``), once that backend is registered."""
-    from pets.errors import UnknownBackendError
-    from pets.registry import backend_class
+def _runtime(name: str) -> PartyRuntime:
+    """The runtime of multi-party backend ``name``, or a ParameterError naming the fix."""
+    from pets.registry import available_backends, backend_class
 
-    options = dict(options)
-    name = options.pop(_BACKEND, "mpc")
-    try:
-        cls = backend_class(name)
-    except (UnknownBackendError, AttributeError):  # not written yet: fn uses CrypTen directly
-        if options:
-            raise ParameterError(f"backend options {sorted(options)} given, but no 'mpc' "
-                                 f"backend is available") from None
-        return None
-    return cls(**options)
+    runtime = backend_class(name).party_runtime()
+    if runtime is None:
+        raise ParameterError(
+            f"run_parties launches multi-party backends, and {name!r} runs in one process; "
+            f"use pets.backend({name!r}) directly, or a multi-party backend (registered: "
+            f"{', '.join(available_backends())})"
+        )
+    return runtime
 
 
 def _child(config: Any, fn: Any, args: tuple[Any, ...], options: dict[str, Any],

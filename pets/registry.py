@@ -1,4 +1,4 @@
-"""The backend registry: names to factories, filled by ``@register_backend``.
+"""The backend registry: names to classes, filled by ``register_backend`` and entry points.
 
 A backend's engine (TenSEAL, CrypTen) is imported only when that backend is asked
 for, so ``import pets`` stays light and a missing engine is reported only to the
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from pets.errors import BackendNotInstalledError, SerializationError, UnknownBackendError
 
@@ -38,15 +38,31 @@ _LAZY: dict[str, tuple[str, str, str]] = {
 _LOADED: dict[str, type[Backend]] = {}
 
 
-def register_backend(name: str) -> Callable[[type[Backend]], type[Backend]]:
-    """Class decorator that makes a backend available as ``pets.backend(name)``."""
+@overload
+def register_backend(name: str) -> Callable[[type[Backend]], type[Backend]]: ...
 
-    def decorate(cls: type[Backend]) -> type[Backend]:
-        cls.name = name
-        _LOADED[name] = cls
-        return cls
 
-    return decorate
+@overload
+def register_backend(name: str, cls: type[Backend]) -> type[Backend]: ...
+
+
+def register_backend(
+    name: str, cls: type[Backend] | None = None
+) -> type[Backend] | Callable[[type[Backend]], type[Backend]]:
+    """Make ``cls`` available as ``pets.backend(name)``; without ``cls``, a class decorator.
+
+    ``pets.register_backend("mine", MyBackend)`` and ``@pets.register_backend("mine")``
+    above the class do the same. A package can also register backends without being
+    imported first: an entry point in the group ``pets.backends``
+    (``mine = "my_package.backend:MyBackend"``), found on first use (see docs/backends.md).
+    """
+
+    def decorate(found: type[Backend]) -> type[Backend]:
+        found.name = name
+        _LOADED[name] = found
+        return found
+
+    return decorate if cls is None else decorate(cls)
 
 
 def register_lazy_backend(name: str, module: str, attribute: str, install: str) -> None:
@@ -54,8 +70,28 @@ def register_lazy_backend(name: str, module: str, attribute: str, install: str) 
     _LAZY[name] = (module, attribute, install)
 
 
+#: the entry-point group a package registers its backends in (``name = "module:Class"``)
+ENTRY_POINT_GROUP = "pets.backends"
+_DISCOVERED = False
+
+
+def _discover() -> None:
+    """Add the backends installed packages declare in :data:`ENTRY_POINT_GROUP` (once)."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        module, _, attribute = point.value.partition(":")
+        owner = point.dist.name if point.dist is not None else module.split(".")[0]
+        _LAZY.setdefault(point.name, (module, attribute, owner))
+
+
 def available_backends() -> list[str]:
     """Names that :func:`backend` accepts, whether or not their engine is installed."""
+    _discover()
     return sorted(set(_LAZY) | set(_LOADED))
 
 
@@ -63,6 +99,7 @@ def backend_class(name: str) -> type[Backend]:
     """The class registered under ``name``, importing its module on first use."""
     if name in _LOADED:
         return _LOADED[name]
+    _discover()
     if name not in _LAZY:
         raise UnknownBackendError(
             f"unknown backend {name!r}; registered backends: {', '.join(available_backends())}"

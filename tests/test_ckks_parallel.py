@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures.process import BrokenProcessPool
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import pets
+from pets.compiler.parallel import _evaluate, result
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +36,24 @@ def test_workers_give_the_same_results_as_one_process(model: pets.PrivateModel,
     np.testing.assert_allclose(together, model.simulate(x), atol=1e-3)
 
 
-def test_a_dead_worker_is_a_party_error(model: pets.PrivateModel) -> None:
+def test_a_dead_worker_is_a_worker_error(model: pets.PrivateModel) -> None:
     encrypted = model.encrypt(np.zeros((2, 6)), layout="per_sample")
     model(encrypted, workers=2)
     pool = model.__dict__["_workers_pool"]
-    pool._workers[0].process.kill()  # workers=2: this process and one other
-    pool._workers[0].process.wait()
-    with pytest.raises(pets.PartyError, match="a worker process died"):
+    with pytest.raises(BrokenProcessPool):  # workers=2: this process and one other, killed
+        pool._executor.submit(os._exit, 70).result()
+    with pytest.raises(pets.WorkerError, match="a worker process died while evaluating"):
         model(encrypted, workers=2)
+    np.testing.assert_allclose(model.decrypt(model(encrypted, workers=2)),
+                               model.simulate(np.zeros((2, 6))), atol=1e-3)  # a fresh pool
+    model.close()
+
+
+def test_a_failing_worker_is_a_worker_error_naming_the_cause(model: pets.PrivateModel) -> None:
+    encrypted = model.encrypt(np.zeros((2, 6)), layout="per_sample")
+    model(encrypted, workers=2)
+    pool = model.__dict__["_workers_pool"]
+    with pytest.raises(pets.WorkerError, match=r"a worker process failed while evaluating the "
+                       r"model: SerializationError: "):
+        result(pool._executor.submit(_evaluate, b"not a tensor"))
     model.close()

@@ -56,6 +56,7 @@ from pets.measure import record_serialized
 from pets.serialization import Envelope, pack
 
 if TYPE_CHECKING:
+    from pets.parties import PartyRuntime
     from pets.tensor import PrivateTensor
 
 __all__ = ["Backend", "Capabilities", "Requirements", "RequirementsExtension"]
@@ -327,6 +328,16 @@ class Backend(ABC):
     def parties(self) -> int:
         """How many parties hold the data (1 for single-party backends)."""
         return 1
+
+    @classmethod
+    def party_runtime(cls) -> PartyRuntime | None:
+        """How :func:`pets.run_parties` starts this backend's parties (``None``: one process).
+
+        A multi-party backend returns an object with ``configs(...)`` (one configuration
+        per process) and ``run(config, body)`` (join, run the party, leave): see
+        :class:`pets.parties.PartyRuntime`.
+        """
+        return None
 
     def share_public(self, value: Any, *, src: int = 0) -> Any:
         """A public value (calibrated ranges, a plan) that every party takes from party ``src``,

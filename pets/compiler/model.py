@@ -311,13 +311,14 @@ class PrivateModel:
             warnings.warn(advice, PackingWarning, stacklevel=3)
 
     def _pool(self, workers: int) -> Any:
-        from pets.compiler.parallel import WorkerPool
+        from pets.compiler.parallel import ModelWorkers
 
         pool = self.__dict__.get("_workers_pool")
-        if pool is None or pool.workers != workers or pool.key_id != self.backend.key_id:
+        if (pool is None or pool.broken or pool.workers != workers
+                or pool.key_id != self.backend.key_id):
             if pool is not None:
                 pool.close()
-            pool = WorkerPool(self, workers)
+            pool = ModelWorkers(self, workers)
             self.__dict__["_workers_pool"] = pool
         return pool
 

@@ -33,10 +33,11 @@ from pets.backends.base import Capabilities, Requirements
 from pets.backends.hybrid.linear import LinearSession, apply_owned
 from pets.backends.hybrid.owned import Owned
 from pets.backends.mpc import MPCBackend, engine
+from pets.backends.mpc.launch import MPCRuntime
 from pets.errors import MissingKeyError, ParameterError, UnsupportedOperationError
 from pets.registry import register_backend
 
-__all__ = ["HybridBackend", "OWNER"]
+__all__ = ["OWNER", "HybridBackend", "HybridRuntime"]
 
 #: the model owner's rank; the client is the other party
 OWNER = 1
@@ -51,6 +52,22 @@ def _unsupported(what: str) -> UnsupportedOperationError:
     )
 
 
+class HybridRuntime(MPCRuntime):
+    """The hybrid run for :func:`pets.run_parties`: two parties, triples made under HE."""
+
+    default_provider = "he"
+
+    def check_provider(self, parties: int, provider: str | None) -> str:
+        if parties != 2:
+            raise ParameterError(f"backend 'hybrid' runs between exactly two parties (the "
+                                 f"client, rank 0, and the model owner, rank 1), not {parties}; "
+                                 f"use backend 'mpc' for more parties")
+        if provider not in (None, "he"):
+            raise ParameterError(f"backend 'hybrid' has no dealer: its triples are made by the "
+                                 f"two parties under HE (provider 'he'), not {provider!r}")
+        return "he"
+
+
 @register_backend("hybrid")
 class HybridBackend(MPCBackend):
     """One of the two parties of a hybrid run (client rank 0, owner rank 1)."""
@@ -60,6 +77,11 @@ class HybridBackend(MPCBackend):
         max_rank=None, training=False,
         parties="2: client (rank 0) and owner (rank 1), no dealer",
     )
+
+    @classmethod
+    def party_runtime(cls) -> HybridRuntime:
+        """Client and owner, no dealer (:class:`HybridRuntime`)."""
+        return HybridRuntime()
 
     def __init__(self, **options: Any) -> None:
         config = engine.current()

@@ -38,6 +38,7 @@ import numpy as np
 from pets.backends.base import Backend, Capabilities, Requirements
 from pets.backends.mpc import engine
 from pets.backends.mpc._crypten import load_crypten
+from pets.backends.mpc.launch import MPCRuntime
 from pets.errors import (
     InsecureProviderWarning,
     MissingKeyError,
@@ -47,6 +48,7 @@ from pets.errors import (
     ShapeMismatchError,
     ValueRangeError,
 )
+from pets.parties import PartyRuntime
 from pets.registry import register_backend
 
 __all__ = ["MPCBackend", "load_crypten"]
@@ -127,6 +129,11 @@ class MPCBackend(Backend):
         return f"run-{chosen}"
 
     # ---- the run ---------------------------------------------------------------------
+
+    @classmethod
+    def party_runtime(cls) -> PartyRuntime:
+        """One process per party and a dealer (provider ``"ttp"``): :mod:`.launch`."""
+        return MPCRuntime()
 
     @property
     def rank(self) -> int:
