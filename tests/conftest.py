@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Iterator
 
 import numpy as np
+import outside_backend  # noqa: F401  (registers "fixedpoint", a backend written outside pets/)
 import pytest
 
 import pets
@@ -17,6 +18,7 @@ CONFORMANCE_BACKENDS = {
     "ckks-batched": {"name": "ckks", "depth": 3, "layout": "batched"},
     "ckks-per_sample": {"name": "ckks", "depth": 3, "layout": "per_sample"},
     "mpc": {},  # one process (CrypTen's single-process mode); real parties: tests/test_mpc*.py
+    "fixedpoint": {},  # tests/outside_backend.py: registered from outside the library
 }
 #: backends that exist only between real parties; each runs the same cases in its own test
 MULTI_PARTY_CONFORMANCE = {"hybrid": "tests/test_hybrid_backend.py"}

@@ -9,11 +9,11 @@ protocols and HE's approximations alike.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
+from pets.backends.arrays import ArrayShapes
 from pets.backends.base import Backend, Capabilities, Requirements
 from pets.errors import SerializationError
 from pets.registry import register_backend
@@ -42,7 +42,7 @@ _EXACT: dict[str, Any] = {
 
 
 @register_backend("plain")
-class PlainBackend(Backend):
+class PlainBackend(ArrayShapes, Backend):
     """Reference backend: the same API as the private ones, computing in the clear.
 
     >>> import pets
@@ -106,22 +106,6 @@ class PlainBackend(Backend):
     def less_than_zero(self, a: np.ndarray) -> np.ndarray:
         return (a < 0).astype(np.float64)
 
-    def reshape(self, a: np.ndarray, old: tuple[int, ...], new: tuple[int, ...]) -> np.ndarray:
-        return a.reshape(new)
-
-    def transpose(self, a: np.ndarray, axes: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
-        return np.ascontiguousarray(a.transpose(axes))
-
-    def take(self, a: np.ndarray, index: Any, shape: tuple[int, ...]) -> np.ndarray:
-        return np.array(a[index])
-
-    def concat(self, natives: Sequence[np.ndarray], axis: int,
-               shapes: Sequence[tuple[int, ...]]) -> np.ndarray:
-        return np.concatenate(list(natives), axis=axis)
-
-    def broadcast_to(self, a: np.ndarray, old: tuple[int, ...], new: tuple[int, ...]) -> np.ndarray:
-        return np.array(np.broadcast_to(a, new))
-
     def conv2d(
         self, a: np.ndarray, weight: Any, *, stride: tuple[int, int], padding: tuple[int, int],
         dilation: tuple[int, int], groups: int,
@@ -146,9 +130,6 @@ class PlainBackend(Backend):
             out = torch.nn.functional.gelu(torch.as_tensor(a), approximate=options["approximate"])
             return out.numpy()
         return None
-
-    def native_shape(self, a: np.ndarray) -> tuple[int, ...]:
-        return tuple(int(n) for n in a.shape)
 
     def layout_of(self, a: np.ndarray) -> str:
         return "dense"
