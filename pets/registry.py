@@ -5,8 +5,8 @@ for, so ``import pets`` stays light and a missing engine is reported only to the
 user who needs it.
 
 >>> import pets
->>> pets.available_backends()
-['ckks', 'hybrid', 'mpc', 'plain']
+>>> {"plain", "ckks", "mpc", "hybrid"} <= set(pets.available_backends())
+True
 """
 
 from __future__ import annotations
