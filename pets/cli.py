@@ -65,9 +65,10 @@ def _party(args: argparse.Namespace) -> int:
     """One party (or the dealer) of an MPC run, started by hand: ``pets party``."""
     import importlib
     import os
+    import warnings
 
-    from pets.backends.mpc.engine import MPCConfig
-    from pets.errors import ParameterError
+    from pets.backends.mpc.engine import MPCConfig, insecure_provider_message, run_secret
+    from pets.errors import InsecureProviderWarning, ParameterError
     from pets.parties import party_main
 
     if args.dealer and args.provider != "ttp":
@@ -77,7 +78,10 @@ def _party(args: argparse.Namespace) -> int:
         raise ParameterError("give this party's --rank (0 to --parties - 1), or --dealer")
     config = MPCConfig(parties=args.parties, rank=rank, provider=args.provider,
                        precision_bits=args.precision, timeout=args.timeout,
-                       address=args.address, port=args.port)
+                       address=args.address, port=args.port,
+                       secret=run_secret(args.secret_file))
+    if args.provider == "tfp":
+        warnings.warn(insecure_provider_message(), InsecureProviderWarning, stacklevel=1)
     fn = None
     if not args.dealer:
         if not args.function or ":" not in args.function:
@@ -108,6 +112,8 @@ def _configure_party(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a peer")
     p.add_argument("--network", metavar="lan|wan|RTT,BANDWIDTH",
                    help="emulate a link: lan, wan (40 ms, 100 Mbit/s) or RTT ms,Mbit/s")
+    p.add_argument("--secret-file", help="file holding the run secret every party and the "
+                   "dealer share (default: the PETS_RUN_SECRET environment variable)")
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -217,11 +217,16 @@ def test_a_port_in_use_is_refused() -> None:
 # --- pets party: starting parties by hand --------------------------------------------------
 
 
+#: the run secret parties started by hand share (pets party reads PETS_RUN_SECRET)
+SECRET_ENV = {**os.environ, "PETS_RUN_SECRET": "test-run-secret-" + "0" * 16}
+
+
 def _pets_party(*argv: str, timeout: float = 3.0) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "pets", "party", *argv, "--timeout", str(timeout)]
     if "--dealer" not in argv:
         command.append("tests.test_parties:product")
-    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env=SECRET_ENV)
 
 
 def test_a_party_that_never_joins() -> None:
@@ -244,7 +249,7 @@ def test_a_wrong_party_count_is_caught_at_the_rendezvous() -> None:
     first = subprocess.Popen(
         [sys.executable, "-m", "pets", "party", "--rank", "0", "--parties", "2", *common,
          "--timeout", "5", "tests.test_parties:product"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=SECRET_ENV,
     )
     try:
         second = _pets_party("--rank", "1", "--parties", "3", *common, timeout=5)

@@ -43,7 +43,6 @@ message step instead of two.
 from __future__ import annotations
 
 import hashlib
-import pickle
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -51,7 +50,8 @@ from typing import Any, ClassVar
 import torch
 import torch.distributed as dist
 
-from pets.errors import PartyError, ShapeMismatchError
+from pets.backends.mpc import messages
+from pets.errors import PartyError, ProtocolError, ShapeMismatchError
 from pets.measure import record_bytes, record_extra, record_received, record_round
 from pets.network import delay_exchange
 
@@ -230,23 +230,35 @@ class PartyCommunicator:
 
     @staticmethod
     def _shapes(header: torch.Tensor) -> list[Shape] | None:
+        """The shapes a header announces, ``None`` for "too many to list"; a
+        :class:`ProtocolError` for a header no pets party writes."""
         values = header.tolist()
         if values[5] == -1:
             return None
+        count = values[4]
+        if not 0 <= count <= _SLOTS:
+            raise ProtocolError(f"a peer's header announces {count} tensors")
         shapes, i = [], 5
-        for _ in range(values[4]):
-            ndim = values[i]
-            shapes.append(tuple(values[i + 1:i + 1 + ndim]))
+        for _ in range(count):
+            ndim = values[i] if i < _SLOTS else -1
+            if not 0 <= ndim <= _SLOTS - i - 1:
+                raise ProtocolError("a peer's header announces a shape it does not hold")
+            shape = tuple(values[i + 1:i + 1 + ndim])
+            messages.check_size(list(shape))
+            shapes.append(shape)
             i += 1 + ndim
         return shapes
 
     def _check(self, header: torch.Tensor, peer: int, op: str, seq: int,
                expected: Sequence[Shape] | None) -> list[Shape]:
-        magic, their_op, their_seq, _, count = header[:5].tolist()
+        magic, their_op, their_seq, their_dtype, count = header[:5].tolist()
         who = self.describe(peer)
         if magic != _MAGIC:
-            raise PartyError(f"party {self.rank}: {who} speaks another protocol "
-                             f"(header {magic:#x}); run the same pets version everywhere")
+            raise ProtocolError(f"party {self.rank}: {who} speaks another protocol "
+                                f"(header {magic:#x}); run the same pets version everywhere")
+        if not (0 <= their_op < len(_OPS) and 0 <= their_dtype < len(_DTYPES)):
+            raise ProtocolError(f"party {self.rank}: {who} sent a header with operation "
+                                f"{their_op} and dtype {their_dtype}, which no pets party writes")
         if their_op != _OPS.index(op) or their_seq != seq:
             raise PartyError(
                 f"parties out of step: party {self.rank} is in {op} #{seq}, {who} in "
@@ -256,7 +268,13 @@ class PartyCommunicator:
         theirs = self._shapes(header)
         if expected is None:
             if theirs is None:
-                raise PartyError(f"party {self.rank}: {who} sent too many shapes to describe")
+                raise ProtocolError(f"party {self.rank}: {who} sent too many shapes to describe")
+            if _DTYPES[their_dtype] != torch.uint8 or len(theirs) != 1 or (
+                    theirs[0] and (len(theirs[0]) != 1
+                                   or theirs[0][0] > messages.MAX_OBJECT_BYTES)):
+                raise ProtocolError(f"party {self.rank}: {who} announced a message of "
+                                    f"{theirs} where one object of at most "
+                                    f"{messages.MAX_OBJECT_BYTES} bytes belongs")
             return theirs
         same = (theirs == [tuple(s) for s in expected] if theirs is not None
                 else int(header[6]) == _stable_hash(expected) and count == len(expected))
@@ -296,10 +314,10 @@ class PartyCommunicator:
         for peer, work in posted.items():
             self._wait(work, peer, what, idle=idle)
             header = headers[peer]
-            their_dtype = _DTYPES[int(header[3])]
             shapes = self._check(header, peer, op, seq, receives[peer])
+            their_dtype = _DTYPES[int(header[3])]
             if their_dtype != dtype and receives[peer] is not None:
-                raise PartyError(f"party {self.rank}: {self.describe(peer)} sent {their_dtype} "
+                raise ProtocolError(f"party {self.rank}: {self.describe(peer)} sent {their_dtype} "
                                  f"in {what}, this party expected {dtype}")
             received[peer] = [torch.empty(s, dtype=their_dtype) for s in shapes]
         for peer, tensors in received.items():
@@ -470,7 +488,7 @@ class PartyCommunicator:
     # --- objects ------------------------------------------------------------------
 
     def send_obj(self, obj: Any, dst: int, group: Any = None) -> None:
-        data = torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8)
+        data = _encoded(obj)
         self._exchange("send_obj", {dst: [data]}, {}, torch.uint8,
                        offline=self._offline(group, dst))
 
@@ -484,18 +502,20 @@ class PartyCommunicator:
         if self.world_size == 1:
             return obj
         if self.rank == src:
-            data = torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8)
+            data = _encoded(obj)
             self._exchange("broadcast_obj", {p: [data] for p in self._others()}, {}, torch.uint8)
             return obj
         got = self._exchange("broadcast_obj", {}, {src: None}, torch.uint8)[src][0]
         return _loads(got)
 
 
-def _loads(data: torch.Tensor) -> Any:
-    """Unpickle with CrypTen's restricted loader (only tensors, sizes and plain data)."""
-    from crypten.common import serial
+def _encoded(obj: Any) -> torch.Tensor:
+    return torch.frombuffer(bytearray(messages.encode(obj)), dtype=torch.uint8)
 
-    return serial.restricted_loads(data.numpy().tobytes())
+
+def _loads(data: torch.Tensor) -> Any:
+    """The typed object a peer sent (:mod:`pets.backends.mpc.messages`): never unpickled."""
+    return messages.decode(data.numpy().tobytes())
 
 
 class _Waiting:

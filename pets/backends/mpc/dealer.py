@@ -12,16 +12,23 @@ when party 0 says so or goes away, and its traffic is counted as offline.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
+
+import torch
 
 from pets.backends.mpc._crypten import load_crypten
 from pets.backends.mpc.engine import MPCConfig, communicator, start, stop
-from pets.errors import ParameterError, PartyError
+from pets.backends.mpc.prefetch import BATCH, serve_batch
+from pets.errors import ParameterError, ProtocolError
 
 __all__ = ["serve"]
 
 _log = logging.getLogger(__name__)
-_FUNCTIONS = ("additive", "square", "binary", "wraps", "B2A", "batch")
+_FUNCTIONS = ("additive", "square", "binary", "wraps", "B2A")
+#: The products CrypTen asks additive triples for (the dealer calls torch.<operation>).
+_OPERATIONS = ("mul", "matmul", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d")
+_KEYWORDS = {"stride", "padding", "dilation", "groups", "output_padding"}
 
 
 def serve(config: MPCConfig) -> int:
@@ -49,22 +56,71 @@ def serve(config: MPCConfig) -> int:
             if message == "terminate":
                 clean = True
                 return served
-            if not isinstance(message, dict) or message.get("function") not in _FUNCTIONS:
-                raise PartyError(f"the dealer got a request it does not serve: {message!r}")
-            server.device = message["device"] or "cpu"
-            if message["function"] == "batch":  # a repeated step's requests at once (prefetch)
-                from pets.backends.mpc.prefetch import serve_batch
-
-                result = serve_batch(server, *message["args"])
+            function, device, args, kwargs = check_request(message)
+            server.device = device
+            if function == BATCH:  # a repeated step's requests at once (prefetch)
+                result = serve_batch(server, *args)
             else:
-                result = getattr(server, message["function"])(*message["args"],
-                                                              **message["kwargs"])
+                result = getattr(server, function)(*args, **kwargs)
             comm.send_obj(result.size(), 0, DEALER_LINK)
             comm.broadcast(result, config.rank, DEALER_LINK)
             served += 1
     finally:
         _log.info("dealer served %d requests", served)
         stop(clean=clean)
+
+
+def check_request(message: Any) -> tuple[str, str, tuple[Any, ...], dict[str, Any]]:
+    """``(function, device, args, kwargs)`` of a triple request, every field checked.
+
+    Sizes were bounded when the message was decoded; the operation of an
+    ``additive`` triple must be one CrypTen makes (the dealer looks it up on torch);
+    keyword arguments (a convolution's stride, padding, ...) must be small integers;
+    a ``batch`` (a repeated step's requests, :mod:`pets.backends.mpc.prefetch`) holds
+    requests that pass the same checks. Anything else is a
+    :class:`~pets.errors.ProtocolError`.
+    """
+    if not (isinstance(message, dict) and set(message) == {"function", "device", "args",
+                                                            "kwargs"}):
+        raise ProtocolError(f"the dealer got a request it does not serve: {str(message)[:200]}")
+    function, device, args, kwargs = (message[k] for k in ("function", "device", "args",
+                                                           "kwargs"))
+    device_ok = device is None or (isinstance(device, str) and re.fullmatch(r"cpu|cuda(:\d{1,2})?",
+                                                                          device))
+    if not device_ok:
+        raise ProtocolError(f"the dealer got a request for device {str(device)[:40]!r}")
+    if function == BATCH:
+        if not (isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], list)
+                and kwargs == {}):
+            raise ProtocolError(f"the dealer got a malformed batch: {str(message)[:200]}")
+        sequence = []
+        for item in args[0]:
+            if not (isinstance(item, (list, tuple)) and len(item) == 4):
+                raise ProtocolError(f"the dealer got a malformed batch item: {str(item)[:200]}")
+            name, _, item_args, item_kwargs = item
+            sequence.append((name, None, *_checked_call(name, item_args, item_kwargs)))
+        return function, device or "cpu", (sequence,), {}
+    return function, device or "cpu", *_checked_call(function, args, kwargs)
+
+
+def _checked_call(function: Any, args: Any, kwargs: Any) -> tuple[tuple[Any, ...],
+                                                                  dict[str, Any]]:
+    """One triple function's arguments, checked (see :func:`check_request`)."""
+    if function not in _FUNCTIONS or not isinstance(args, (tuple, list)) or not isinstance(
+            kwargs, dict):
+        raise ProtocolError(f"the dealer got a request it does not serve: {str(function)[:40]}")
+    sizes = [a for a in args if isinstance(a, torch.Size)]
+    others = [a for a in args if not isinstance(a, torch.Size)]
+    operation_ok = (others == [] if function != "additive"
+                    else len(others) <= 1 and all(op in _OPERATIONS for op in others))
+    small = all((isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 1024) or
+                (isinstance(v, tuple) and len(v) <= 4 and all(
+                    isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 1024 for n in v))
+                for v in kwargs.values())
+    if not sizes or not operation_ok or not small or set(kwargs) - _KEYWORDS:
+        raise ProtocolError(f"the dealer got a malformed {function!r} request: "
+                            f"{str((args, kwargs))[:200]}")
+    return tuple(args), dict(kwargs)
 
 
 def _triple_maker(crypten: Any) -> Any:

@@ -17,6 +17,8 @@ True
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -26,8 +28,8 @@ from typing import Any
 from pets.backends.mpc._crypten import load_crypten
 from pets.errors import InsecureProviderWarning, ParameterError, PartyError
 
-__all__ = ["PROVIDERS", "MPCConfig", "communicator", "current", "start", "start_single_process",
-           "stop"]
+__all__ = ["PROVIDERS", "RUN_SECRET_VARIABLE", "MPCConfig", "communicator", "current",
+           "new_run_secret", "run_secret", "start", "start_single_process", "stop"]
 
 _log = logging.getLogger(__name__)
 
@@ -48,11 +50,13 @@ class MPCConfig:
 
     ``rank`` is ``0 .. parties-1`` for a party and ``parties`` for the dealer
     (provider ``"ttp"`` only). ``timeout`` bounds joining and every wait for a
-    peer, in seconds.
+    peer, in seconds. ``secret`` is the run's secret, the same in every process of
+    the run (at least 16 characters; :func:`new_run_secret` makes one): each
+    process proves it knows it at the rendezvous, and strangers are refused.
 
-    >>> MPCConfig(parties=2, rank=1, provider="ttp", port=29500).world_size
+    >>> MPCConfig(parties=2, rank=1, provider="ttp", port=29500, secret="s" * 32).world_size
     3
-    >>> MPCConfig(parties=2, rank=3, provider="tfp", port=29500)
+    >>> MPCConfig(parties=2, rank=3, provider="tfp", port=29500, secret="s" * 32)
     Traceback (most recent call last):
     ...
     pets.errors.ParameterError: rank 3 is out of range for 2 parties: parties are ranks 0 to 1 ...
@@ -66,6 +70,7 @@ class MPCConfig:
     timeout: float = 60.0
     address: str = "127.0.0.1"
     port: int = field(default=0)
+    secret: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
@@ -100,6 +105,15 @@ class MPCConfig:
         if self.parties > 1 and not 1 <= self.port <= 65535:
             raise ParameterError(f"port must be 1 to 65535 for a run of several parties, got "
                                  f"{self.port}")
+        if self.parties > 1 and not (isinstance(self.secret, str)
+                                     and len(self.secret) >= MIN_SECRET_CHARACTERS):
+            raise ParameterError(
+                f"a run of {self.parties} parties needs a run secret of at least "
+                f"{MIN_SECRET_CHARACTERS} characters, the same in every party and the dealer, "
+                f"so that strangers cannot join: run_parties makes one; with pets party, pass "
+                f"--secret-file FILE or set {RUN_SECRET_VARIABLE} (make one with: python -c "
+                f"'import secrets; print(secrets.token_hex(32))')"
+            )
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ParameterError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got "
                                  f"{self.device!r}")
@@ -121,6 +135,28 @@ class MPCConfig:
     @property
     def single_process(self) -> bool:
         return self.parties == 1
+
+
+#: Environment variable ``pets party`` reads the run secret from (or ``--secret-file``).
+RUN_SECRET_VARIABLE = "PETS_RUN_SECRET"
+MIN_SECRET_CHARACTERS = 16
+
+
+def new_run_secret() -> str:
+    """A fresh random run secret (256 bits, hex)."""
+    return secrets.token_hex(32)
+
+
+def run_secret(path: str | None = None) -> str:
+    """The run secret in the file ``path``, else in ``$PETS_RUN_SECRET``, else ``""``."""
+    if path is None:
+        return os.environ.get(RUN_SECRET_VARIABLE, "").strip()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParameterError(f"cannot read the run secret from {path}: {exc}; pass the file "
+                             f"every party of the run shares") from exc
 
 
 @dataclass

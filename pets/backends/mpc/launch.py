@@ -11,7 +11,12 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from pets.backends.mpc.engine import MPCConfig, _check_device, insecure_provider_message
+from pets.backends.mpc.engine import (
+    MPCConfig,
+    _check_device,
+    insecure_provider_message,
+    new_run_secret,
+)
 from pets.errors import InsecureProviderWarning, ParameterError
 
 __all__ = ["MPCRuntime"]
@@ -39,9 +44,10 @@ class MPCRuntime:
         _check_device(device)  # before any process starts: each would refuse it alone
         if provider == "tfp":
             warnings.warn(insecure_provider_message(), InsecureProviderWarning, stacklevel=3)
+        secret = new_run_secret()  # every process of this run proves it knows it at the rendezvous
         return [
             MPCConfig(parties=parties, rank=rank, provider=provider, precision_bits=precision,
-                      device=device, timeout=timeout, address=address, port=port)
+                      device=device, timeout=timeout, address=address, port=port, secret=secret)
             for rank in range(parties + (1 if provider == "ttp" else 0))
         ]
 
