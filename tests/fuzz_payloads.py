@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 import random
 import signal
@@ -256,6 +257,72 @@ def mutate_budget(text: str, rng: random.Random) -> bytes:
     return rng.randbytes(rng.randrange(64))
 
 
+# ---- what parties send each other: rendezvous hellos and communicator messages -------------
+
+RUN_SECRET = "fuzz-run-secret-" + "0" * 16
+RUN_NONCE = "0f" * 16
+
+
+def mutate_hello(rng: random.Random) -> bytes:
+    """A rendezvous hello for place 1, mutated: forged fields signed with the run's secret
+    (an insider's bad hello), unsigned edits (a stranger's), or raw damage."""
+    from pets.backends.mpc.rendezvous import Hello, sign_hello
+
+    hello = Hello(2, 1, 2, "ttp", 16, "party", 1)
+    signed = sign_hello(hello, RUN_SECRET, RUN_NONCE)
+    choice = rng.randrange(5)
+    if choice == 0:  # forged fields, correctly signed: must be a ProtocolError, never a crash
+        fields = mutate_json(json.loads(signed)["hello"], rng)
+        try:
+            signed_fields = json.loads(sign_hello(hello, RUN_SECRET, RUN_NONCE))
+            from pets.backends.mpc.rendezvous import _mac
+
+            signed_fields["hello"] = fields
+            signed_fields["mac"] = _mac(RUN_SECRET, fields, RUN_NONCE)
+        except (TypeError, ValueError):
+            return _dumps(fields, rng)
+        return _dumps(signed_fields, rng)
+    if choice == 1:  # the envelope edited, mac left as it was (a stranger)
+        return _dumps(mutate_json(json.loads(signed), rng), rng)
+    if choice == 2:
+        return _flip(signed, rng)
+    if choice == 3:
+        return signed[: rng.randrange(len(signed))]
+    return rng.randbytes(rng.randrange(0, 256))
+
+
+def mutate_message(rng: random.Random) -> tuple[str, Any]:
+    """A peer's object message (``("object", bytes)``) or frame header (``("header", ints)``)."""
+    import pickle
+
+    import torch
+
+    from pets.backends.mpc import messages
+
+    choice = rng.randrange(6)
+    if choice == 5:  # a frame header with some slots replaced
+        header = [0x7065747301, 7, 0, 1, 1, 1, rng.choice([0, 5, 200]), 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        for _ in range(rng.choice([1, 2, 4])):
+            header[rng.randrange(16)] = rng.choice(
+                [v for v in INTERESTING if isinstance(v, int) and not isinstance(v, bool)
+                 and -(2**63) <= v < 2**63])
+        return "header", header
+    request = {"function": rng.choice(["additive", "square", "binary", "wraps", "B2A"]),
+               "device": None, "kwargs": {},
+               "args": (torch.Size([2, 3]), torch.Size([3, 4]), "matmul")}
+    base = messages.encode(request)
+    if choice == 0:
+        return "object", _dumps(mutate_json(json.loads(base), rng), rng)
+    if choice == 1:
+        return "object", _flip(base, rng)
+    if choice == 2:
+        return "object", base[: rng.randrange(len(base))]
+    if choice == 3:  # what CrypTen's pickle-based communicator used to accept
+        return "object", pickle.dumps(rng.choice([request, torch.Size([60000, 60000]),
+                                                  torch.nn.Linear(2, 2), [1, (2, 3)]]))
+    return "object", rng.randbytes(rng.randrange(0, 128))
+
+
 # ---- loaders (the worker's side) ------------------------------------------------------------
 
 
@@ -317,6 +384,38 @@ def make_loader(name: str, folder: Path) -> Loader:
             return repr(pets.dp.Budget.load(target).spent)
 
         return run_budget
+    if name == "hello":
+        from pets.backends.mpc.rendezvous import read_hello
+
+        def run_hello(rng: random.Random) -> str:
+            return repr(read_hello(mutate_hello(rng), RUN_SECRET, RUN_NONCE, 1))[:60]
+
+        return run_hello
+    if name == "mpc-message":
+        from pets.backends.mpc import messages
+        from pets.backends.mpc.communicator import PartyCommunicator
+        from pets.backends.mpc.dealer import check_request
+
+        comm = PartyCommunicator(rank=0, parties=1, dealer=None, timeout=1.0)
+
+        def run_message(rng: random.Random) -> str:
+            import torch
+
+            kind, payload = mutate_message(rng)
+            if kind == "header":  # what a receiver checks before it allocates anything
+                header = torch.tensor(payload, dtype=torch.int64)
+                expected = rng.choice([None, [(2, 3)]])
+                shapes = comm._check(header, 1, "send_obj", 0, expected)
+                total = sum(math.prod(shape) for shape in shapes)
+                if total > messages.MAX_ELEMENTS:
+                    raise AssertionError(f"a header got {total} elements past the checks")
+                return f"shapes {shapes}"
+            obj = messages.decode(payload)
+            if isinstance(obj, dict):  # what the dealer does with a request
+                check_request(obj)
+            return type(obj).__name__
+
+        return run_message
     if name == "envelope":
         bases = [(folder / f).read_bytes() for f in ("plain-tensor.bin", "mpc-backend.bin")]
 
@@ -358,7 +457,7 @@ def make_loader(name: str, folder: Path) -> Loader:
 
 
 LOADERS = ("envelope", "plain-backend", "plain-tensor", "ckks-backend", "ckks-tensor",
-           "mpc-backend", "mpc-tensor", "budget")
+           "mpc-backend", "mpc-tensor", "budget", "hello", "mpc-message")
 
 
 def _selftest(rng: random.Random) -> str:

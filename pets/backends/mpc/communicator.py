@@ -13,10 +13,13 @@ number, dtype, shapes) that the receiver checks before it accepts the data:
   wait; a closed connection fails at once);
 * parties whose shapes differ get :class:`~pets.errors.ShapeMismatchError`
   naming both shapes, parties out of step get a :class:`PartyError`;
+* every message is encrypted and authenticated on its way
+  (:mod:`pets.backends.mpc.channel`, keyed from the run secret): a forged or
+  altered message is an :class:`~pets.errors.AuthenticationError`;
 * every byte handed to the wire or taken from it is counted exactly (payload
-  plus the 128-byte header per message; gloo's own ~48-byte framing per
-  message is not), sent and received apart, and each exchange this party
-  takes part in is one round.
+  plus the 128-byte header per message, and the channel's 16-byte tag on each
+  of them; gloo's own ~48-byte framing per message is not), sent and received
+  apart, and each exchange this party takes part in is one round.
 
 Bytes to and from the dealer (TTP requests, triples, seeds) are *offline*
 traffic and are counted apart, in ``Measurement.extra["offline_bytes"]`` and
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -51,6 +55,7 @@ import torch
 import torch.distributed as dist
 
 from pets.backends.mpc import messages
+from pets.backends.mpc.channel import TAG_BYTES, Channel
 from pets.errors import PartyError, ProtocolError, ShapeMismatchError
 from pets.measure import record_bytes, record_extra, record_received, record_round
 from pets.network import delay_exchange
@@ -130,8 +135,11 @@ class PartyCommunicator:
     instance: ClassVar[PartyCommunicator | None] = None
     BYTES_PER_ELEMENT = 8
 
-    def __init__(self, *, rank: int, parties: int, dealer: int | None, timeout: float) -> None:
+    def __init__(self, *, rank: int, parties: int, dealer: int | None, timeout: float,
+                 channel: Channel | None = None) -> None:
         self.rank = rank
+        self._channel = channel
+        self._tag = 0 if channel is None else TAG_BYTES  # what sealing adds to each message
         self.world_size = parties
         self.dealer = dealer
         self.timeout = timeout
@@ -212,6 +220,27 @@ class PartyCommunicator:
                 work.wait()
         except RuntimeError as exc:
             raise self._lost(peer, what, exc) from exc
+
+    # --- the wire: every message sealed by the channel (when there is one) --------------
+
+    def _post_send(self, tensor: torch.Tensor, peer: int) -> tuple[Any, torch.Tensor]:
+        """Start sending ``tensor`` to ``peer``; the work and the bytes on the wire (keep them
+        alive until the work is done)."""
+        wire = tensor if self._channel is None else self._channel.seal(tensor, peer)
+        return dist.isend(wire, peer), wire
+
+    def _post_recv(self, into: torch.Tensor, peer: int) -> _Receive:
+        """Start receiving ``peer``'s next message into ``into`` (opened by :meth:`_finish`)."""
+        if self._channel is None:
+            return _Receive(dist.irecv(into, peer), into, None, 0)
+        buffer, number = self._channel.expect(into, peer)
+        return _Receive(dist.irecv(buffer, peer), into, buffer, number)
+
+    def _finish(self, receive: _Receive, peer: int, what: str, *, idle: bool = False) -> None:
+        self._wait(receive.work, peer, what, idle=idle)
+        if self._channel is not None and receive.buffer is not None:
+            self._channel.open(receive.buffer, receive.number, receive.into, peer,
+                               self.describe(peer))
 
     # --- framing ------------------------------------------------------------------
 
@@ -306,13 +335,15 @@ class PartyCommunicator:
             header = self._header(op, seq, dtype, [tuple(t.shape) for t in tensors])
             keep += [header, *tensors]
             for t in (header, *tensors):
-                pending.append((dist.isend(t, peer), peer))
-                sent += t.numel() * t.element_size()
+                work, wire = self._post_send(t, peer)
+                keep.append(wire)
+                pending.append((work, peer))
+                sent += wire.numel() * wire.element_size()
         headers = {peer: torch.empty(_SLOTS, dtype=torch.int64) for peer in receives}
-        posted = {peer: dist.irecv(h, peer) for peer, h in headers.items()}
+        posted = {peer: self._post_recv(h, peer) for peer, h in headers.items()}
         received: dict[int, list[torch.Tensor]] = {}
-        for peer, work in posted.items():
-            self._wait(work, peer, what, idle=idle)
+        for peer, receive in posted.items():
+            self._finish(receive, peer, what, idle=idle)
             header = headers[peer]
             shapes = self._check(header, peer, op, seq, receives[peer])
             their_dtype = _DTYPES[int(header[3])]
@@ -322,10 +353,11 @@ class PartyCommunicator:
             received[peer] = [torch.empty(s, dtype=their_dtype) for s in shapes]
         for peer, tensors in received.items():
             for t in tensors:
-                self._wait(dist.irecv(t, peer), peer, what)
+                self._finish(self._post_recv(t, peer), peer, what)
         for work, peer in pending:
             self._wait(work, peer, what)
-        got = sum(_SLOTS * 8 + sum(t.numel() * t.element_size() for t in tensors)
+        got = sum(_SLOTS * 8 + self._tag + sum(t.numel() * t.element_size() + self._tag
+                                               for t in tensors)
                   for tensors in received.values())
         self._count(sent, offline=offline, received=got)
         return received
@@ -457,33 +489,31 @@ class PartyCommunicator:
     # --- point to point (CrypTen's replicated sharing and seed set-up) ------------
 
     def send(self, tensor: Any, dst: int) -> None:
-        data = _plain(tensor)
-        self._wait(dist.isend(data, dst), dst, "send")
-        self._count(data.numel() * data.element_size(), offline=self._offline(None, dst),
-                    rounds=0)
+        work, wire = self._post_send(_plain(tensor), dst)
+        self._wait(work, dst, "send")
+        self._count(wire.numel(), offline=self._offline(None, dst), rounds=0)
 
     def recv(self, tensor: Any, src: int | None = None) -> Any:
         if src is None:
             raise PartyError("recv from any party is not supported: name the source party")
         result = _plain(tensor).clone()
-        self._wait(dist.irecv(result, src), src, "recv")
+        self._finish(self._post_recv(result, src), src, "recv")
         self._count(0, offline=self._offline(None, src),
-                    received=result.numel() * result.element_size())
+                    received=result.numel() * result.element_size() + self._tag)
         return _like(tensor, result)
 
     def isend(self, tensor: Any, dst: int) -> Any:
-        data = _plain(tensor)
+        work, wire = self._post_send(_plain(tensor), dst)
         # a send alone is no round: the irecv it is paired with counts one
-        self._count(data.numel() * data.element_size(), offline=self._offline(None, dst),
-                    rounds=0)
-        return _Waiting(self, dist.isend(data, dst), dst, "isend", keep=data)
+        self._count(wire.numel(), offline=self._offline(None, dst), rounds=0)
+        return _Waiting(self, _Receive(work, wire, None, 0), dst, "isend")
 
     def irecv(self, tensor: Any, src: int | None = None) -> Any:
         if src is None or not isinstance(tensor, torch.Tensor):
             raise PartyError("irecv needs a CPU tensor and a named source party")
         self._count(0, offline=self._offline(None, src),
-                    received=tensor.numel() * tensor.element_size())
-        return _Waiting(self, dist.irecv(tensor, src), src, "irecv", keep=tensor)
+                    received=tensor.numel() * tensor.element_size() + self._tag)
+        return _Waiting(self, self._post_recv(tensor, src), src, "irecv")
 
     # --- objects ------------------------------------------------------------------
 
@@ -518,15 +548,27 @@ def _loads(data: torch.Tensor) -> Any:
     return messages.decode(data.numpy().tobytes())
 
 
-class _Waiting:
-    """A pending send or receive whose ``wait`` turns gloo errors into ``PartyError``."""
+@dataclass
+class _Receive:
+    """A posted gloo operation: its work, the tensor it fills (or sends), and for a sealed
+    receive the buffer the ciphertext lands in and its number on the link."""
 
-    def __init__(self, comm: PartyCommunicator, work: Any, peer: int, what: str,
-                 keep: torch.Tensor) -> None:
-        self._comm, self._work, self._peer, self._what, self._keep = comm, work, peer, what, keep
+    work: Any
+    into: torch.Tensor
+    buffer: torch.Tensor | None
+    number: int
+
+
+class _Waiting:
+    """A pending send or receive whose ``wait`` turns gloo errors into ``PartyError`` and
+    opens a sealed message into its tensor."""
+
+    def __init__(self, comm: PartyCommunicator, operation: _Receive, peer: int,
+                 what: str) -> None:
+        self._comm, self._operation, self._peer, self._what = comm, operation, peer, what
 
     def wait(self) -> None:
-        self._comm._wait(self._work, self._peer, self._what)
+        self._comm._finish(self._operation, self._peer, self._what)
 
     def is_completed(self) -> bool:
-        return bool(self._work.is_completed())
+        return bool(self._operation.work.is_completed())

@@ -257,15 +257,16 @@ def _install(crypten: Any, config: MPCConfig) -> _Running:
     import crypten.communicator as crypten_comm
     import torch.distributed as dist
 
+    from pets.backends.mpc.channel import Channel
     from pets.backends.mpc.communicator import PartyCommunicator
     from pets.backends.mpc.rendezvous import meet
 
-    store = None
+    store, nonce = None, ""
     if not config.single_process:
         if dist.is_initialized():
             raise ParameterError("torch.distributed is already initialised in this process; "
                                  "run each MPC party in a process of its own")
-        store = meet(config)
+        store, nonce = meet(config)
         try:
             prefixed = dist.PrefixStore("pets/pg", store)  # type: ignore[attr-defined]
             dist.init_process_group("gloo", store=prefixed,
@@ -280,6 +281,8 @@ def _install(crypten: Any, config: MPCConfig) -> _Running:
     comm = PartyCommunicator(
         rank=config.rank, parties=config.parties, dealer=config.dealer_rank,
         timeout=config.timeout,
+        channel=None if config.single_process else Channel(secret=config.secret, nonce=nonce,
+                                                           rank=config.rank),
     )
     # CrypTen's crypten.communicator.get() returns DistributedCommunicator.instance; the
     # module-level name is swapped for ours while running and restored by stop().

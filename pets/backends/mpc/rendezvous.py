@@ -116,7 +116,7 @@ def read_hello(data: bytes, secret: str, nonce: str, place: int) -> Hello:
         expected = _mac(secret, fields, nonce)
     except (TypeError, ValueError, RecursionError):
         raise ProtocolError(f"joiner {place} posted a hello pets cannot read") from None
-    if not hmac.compare_digest(expected, envelope["mac"]):
+    if not hmac.compare_digest(expected.encode(), envelope["mac"].encode("utf-8", "replace")):
         raise AuthenticationError(
             f"joiner {place} does not know this run's secret (its hello's HMAC does not "
             "verify): a stranger, or a process started with another --secret-file / "
@@ -182,22 +182,25 @@ class _Store:
             ) from exc
 
 
-def meet(config: MPCConfig) -> Any:
+def meet(config: MPCConfig) -> tuple[Any, str]:
     """Connect to the run's rendezvous, say hello, and wait until every rank has a genuine,
     agreeing hello.
 
-    Returns the store, to be handed to ``torch.distributed.init_process_group``.
+    Returns the store, to be handed to ``torch.distributed.init_process_group``, and the
+    run nonce every genuine hello was signed with (the channel's keys depend on it).
     """
     store = _open_store(config)
     call = _Store(store, config)
-    if config.rank == 0:
-        call("set", _NONCE_KEY, secrets.token_hex(16))
-    nonce = bytes(call("get", _NONCE_KEY)).decode("ascii", "replace")
+    if config.rank == 0:  # party 0 keeps its own fresh nonce, whatever the store holds later
+        nonce = secrets.token_hex(16)
+        call("set", _NONCE_KEY, nonce)
+    else:
+        nonce = bytes(call("get", _NONCE_KEY)).decode("ascii", "replace")
     place = int(call("add", _COUNT_KEY, 1))
     mine = Hello.of(config, place)
     call("set", f"pets/joiner/{place}", sign_hello(mine, config.secret, nonce))
     _Rendezvous(config, call, mine, nonce).wait()
-    return store
+    return store, nonce
 
 
 class _Rendezvous:
