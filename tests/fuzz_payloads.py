@@ -310,9 +310,14 @@ def mutate_message(rng: random.Random) -> tuple[str, Any]:
     request = {"function": rng.choice(["additive", "square", "binary", "wraps", "B2A"]),
                "device": None, "kwargs": {},
                "args": (torch.Size([2, 3]), torch.Size([3, 4]), "matmul")}
+    if rng.random() < 0.2:  # an HE party's message: blobs after the JSON
+        request["args"] = ([b"\x00" * rng.randrange(64), b"key"],)
     base = messages.encode(request)
-    if choice == 0:
-        return "object", _dumps(mutate_json(json.loads(base), rng), rng)
+    length = int.from_bytes(base[:4], "big")
+    top, blobs = json.loads(base[4:4 + length]), base[4 + length:]
+    if choice == 0:  # the JSON forged (values, blob lengths), the prefix made to fit
+        body = _dumps(mutate_json(top, rng), rng)
+        return "object", len(body).to_bytes(4, "big") + body + blobs
     if choice == 1:
         return "object", _flip(base, rng)
     if choice == 2:

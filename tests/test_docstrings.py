@@ -27,6 +27,8 @@ MODULES = [
     "pets.backends.mpc.snapshot",
     "pets.functions",
     "pets.backends.mpc",
+    "pets.backends.mpc.engine",
+    "pets.backends.mpc.messages",
     "pets.cli",
     # the HE compiler's and CKKS modules
     "pets.slots",
