@@ -69,9 +69,11 @@ class Channel:
         """``tensor`` encrypted for ``peer`` as the next message on this link (uint8)."""
         number = self._sent[peer]
         self._sent[peer] += 1
-        plain = _as_bytes(tensor).numpy().tobytes()
-        sealed = self._cipher(self.rank, peer).encrypt(number.to_bytes(12, "little"), plain, None)
-        return torch.frombuffer(bytearray(sealed), dtype=torch.uint8)
+        plain = _as_bytes(tensor)
+        wire = torch.empty(plain.numel() + TAG_BYTES, dtype=torch.uint8)
+        self._cipher(self.rank, peer).encrypt_into(number.to_bytes(12, "little"), plain.numpy(),
+                                                   None, wire.numpy())
+        return wire
 
     def expect(self, tensor: torch.Tensor, peer: int) -> tuple[torch.Tensor, int]:
         """A buffer for the next message from ``peer`` that will fill ``tensor``, and its
@@ -83,16 +85,16 @@ class Channel:
 
     def open(self, buffer: torch.Tensor, number: int, into: torch.Tensor, peer: int,
              describe: str) -> None:
-        """Check and decrypt message ``number`` from ``peer`` into ``into`` (contiguous)."""
+        """Check and decrypt message ``number`` from ``peer`` into ``into`` (contiguous: the
+        communicator receives only into tensors it allocated, or gloo's own targets)."""
         from cryptography.exceptions import InvalidTag
 
-        try:
-            plain = self._cipher(peer, self.rank).decrypt(
-                number.to_bytes(12, "little"), buffer.numpy().tobytes(), None)
+        target = _as_bytes(into)
+        try:  # straight into the tensor; on a bad tag the run stops and nothing of it is used
+            self._cipher(peer, self.rank).decrypt_into(
+                number.to_bytes(12, "little"), buffer.numpy(), None, target.numpy())
         except InvalidTag:
             raise AuthenticationError(
                 f"a message from {describe} failed authentication: it was altered on the way, "
                 "replayed, or not sent by that party of this run; nothing of it was used"
             ) from None
-        if plain:
-            _as_bytes(into).copy_(torch.frombuffer(bytearray(plain), dtype=torch.uint8))
