@@ -176,9 +176,12 @@ def test_a_pickle_from_a_peer_is_refused_unread() -> None:
 
 
 def test_sizes_from_a_peer_are_bounded() -> None:
-    huge = json.dumps({"size": [60000, 60000]}).encode()
+    body = json.dumps({"value": {"size": [60000, 60000]}, "blobs": []}).encode()
     with pytest.raises(ProtocolError, match="a size of 3600000000 elements, more than"):
-        messages.decode(huge)
+        messages.decode(len(body).to_bytes(4, "big") + body)  # what a peer could forge
+    lying = json.dumps({"value": {"bytes": 0}, "blobs": [2**40]}).encode()
+    with pytest.raises(ProtocolError, match="whose parts do not add up to its length"):
+        messages.decode(len(lying).to_bytes(4, "big") + lying)
 
 
 @pytest.mark.parametrize("request_", [
