@@ -102,7 +102,7 @@ def test_a_stranger_is_refused_and_logged_while_the_real_parties_compute() -> No
     stranger = threading.Thread(target=intrude, args=(port, stranger_hello(1), stop))
     first = start_party("--rank", "0", *common)
     stranger.start()
-    stranger.join(timeout=120)  # the stranger claims rank 1 before the real party 1 starts
+    stranger.join(timeout=400)  # the stranger claims rank 1 before the real party 1 starts
     stop.set()
     second = start_party("--rank", "1", *common)
     (code0, out0, err0), (code1, out1, _) = finish(first), finish(second)
