@@ -35,6 +35,7 @@ import json
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from pets.errors import ProtocolError
@@ -70,6 +71,8 @@ def encode(obj: Any) -> bytes:
 def _tagged(obj: Any, depth: int, blobs: list[bytes]) -> Any:
     if depth > MAX_DEPTH:
         raise ProtocolError(f"a message nested deeper than {MAX_DEPTH} cannot be sent")
+    if isinstance(obj, np.generic) and not isinstance(obj, np.object_):
+        obj = obj.item()  # numpy scalars travel as Python numbers
     if obj is None or isinstance(obj, (bool, str)):
         return obj
     if isinstance(obj, int):
@@ -77,9 +80,7 @@ def _tagged(obj: Any, depth: int, blobs: list[bytes]) -> Any:
             raise ProtocolError(f"an integer beyond 64 bits cannot be sent: {obj}")
         return obj
     if isinstance(obj, float):
-        if not math.isfinite(obj):
-            raise ProtocolError(f"a non-finite number cannot be sent: {obj}")
-        return obj
+        return obj if math.isfinite(obj) else {"float": repr(obj)}  # inf, -inf, nan
     if isinstance(obj, (bytes, bytearray, memoryview)):
         blobs.append(bytes(obj))
         return {"bytes": len(blobs) - 1}
@@ -144,6 +145,8 @@ def _untagged(raw: Any, depth: int, blobs: list[bytes]) -> Any:
         if tag == "bytes" and isinstance(value, int) and not isinstance(value, bool) and (
                 0 <= value < len(blobs)):
             return blobs[value]
+        if tag == "float" and value in ("inf", "-inf", "nan"):
+            return float(value)
         if tag == "size" and isinstance(value, list):
             return check_size(value)
         if tag == "tuple" and isinstance(value, list):
