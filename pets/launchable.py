@@ -108,6 +108,9 @@ def _guarded_lines(source: str) -> list[tuple[int, int]]:
 
 
 def _check_guarded(main: ModuleType, caller: str) -> None:
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None) or ""
+    if spec_name.endswith(".__main__"):
+        return  # ``python -m package``: spawn does not re-run a package's __main__
     frame = _module_frame(main)
     if frame is None:
         return  # called from a function that the guarded part (or a test runner) called

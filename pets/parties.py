@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import pickle
+import re
 import socket
 import threading
 import time
@@ -30,6 +31,7 @@ from pets.launchable import check_launchable
 
 __all__ = ["Party", "run_parties"]
 
+_LOST_PEER = re.compile(r"Connection (closed|reset) by peer|Broken pipe|lost the connection")
 _SETTLE_SECONDS = 2.0  # after a failure: how long the others get to report their own end
 _STOP_SECONDS = 2.0  # after terminate: how long before kill
 _BACKEND = "__pets_backend__"  # the backend's name, passed with its options
@@ -292,7 +294,8 @@ class _Supervisor:
                 if message[0] == "ok":
                     return (message[1],)
                 _, kind, text, trace = message
-                own = kind != "PartyError"
+                # a peer's socket closing under it is the consequence of another failure
+                own = kind != "PartyError" and not _LOST_PEER.search(text)
                 return _Failure(rank, f"{kind}: {text}", own, trace, _rebuild(kind, text))
         except (EOFError, OSError):
             pass

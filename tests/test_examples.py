@@ -33,7 +33,8 @@ def test_cli_reports_pets_errors_without_a_traceback() -> None:
                              "--timeout", "2"], capture_output=True, text=True, timeout=120,
                             cwd=ROOT)
     assert result.returncode == 2
-    assert result.stderr.startswith("pets: PartyError: cannot reach http://127.0.0.1:1")
+    assert result.stderr.startswith(
+        "pets: ServiceUnavailableError: cannot reach http://127.0.0.1:1")
     assert "Traceback" not in result.stderr
 
 
