@@ -116,10 +116,11 @@ def _load_average() -> list[float] | None:
 
 def loaded(machine: dict[str, Any], at_end: Sequence[float] | None) -> bool:
     """Whether other work kept the cores busy: a 1-minute load average above
-    :data:`LOADED_SHARE` of the usable cores at the start or the end of the run."""
+    :data:`LOADED_SHARE` of the usable cores when the run started. The load at the end
+    is kept in the file but not judged: it counts the run's own party processes."""
     cores = machine.get("usable_cores") or machine.get("cores") or 1
-    samples = [machine.get("load_average_at_start"), at_end]
-    return any(s and s[0] > LOADED_SHARE * cores for s in samples)
+    start = machine.get("load_average_at_start")
+    return bool(start and start[0] > LOADED_SHARE * cores)
 
 
 def save(section: str, data: dict[str, Any], *, machine: dict[str, Any], seconds: float,
