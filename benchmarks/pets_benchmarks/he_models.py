@@ -55,6 +55,16 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def _peak_mib() -> float:
+    """This process's peak resident memory since it started its program. ``ru_maxrss``
+    survives exec: a run started from a large process (``pets bench --record`` after
+    other sections) would report its parent's size, so Linux's VmHWM comes first."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
